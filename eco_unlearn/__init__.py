@@ -1,0 +1,47 @@
+"""eco-unlearn: make a causal LM forget chosen knowledge by corrupting the embeddings of flagged prompts.
+
+The weights are never modified: a prompt classifier flags prompts in a forget scope, and a corruption is
+applied to those prompts' input embeddings at the prefill pass only.
+"""
+
+__version__ = "0.1.0"
+
+from .classifier import CLASSIFIERS, KeywordClassifier, PromptClassifier, register_classifier
+from .corruption import CORRUPTIONS, CorruptionSpec, register_corruption
+from .errors import (
+    CorruptionError,
+    EcoUnlearnError,
+    GuardError,
+    IncompatibleGuardError,
+    ModelError,
+    PromptError,
+)
+from .guard import Guard, GuardDecision, Target
+from .guarded import GuardedModel
+from .models import EMBEDDED_MODELS, ModelFingerprint, fingerprint, load_model
+from .tokens import TokenSelection
+
+__all__ = [
+    "CLASSIFIERS",
+    "CORRUPTIONS",
+    "CorruptionError",
+    "CorruptionSpec",
+    "EMBEDDED_MODELS",
+    "EcoUnlearnError",
+    "Guard",
+    "GuardDecision",
+    "GuardError",
+    "GuardedModel",
+    "IncompatibleGuardError",
+    "KeywordClassifier",
+    "ModelError",
+    "ModelFingerprint",
+    "PromptClassifier",
+    "PromptError",
+    "Target",
+    "TokenSelection",
+    "fingerprint",
+    "load_model",
+    "register_classifier",
+    "register_corruption",
+]

@@ -1,0 +1,83 @@
+"""Prompt classifiers: decide whether a prompt falls in a forget scope.
+
+A classifier is a plain object with ``predict_proba(texts) -> np.ndarray`` (probability that each text
+is in scope), and, for saving in a guard artifact, ``to_config()`` (JSON-able settings), ``tensors()``
+(weights for safetensors, possibly empty) and ``from_config(config, tensors)``. Classifier kinds are
+registered by name in ``CLASSIFIERS`` so a guard can rebuild them from disk.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+from .errors import GuardError
+
+__all__ = ["CLASSIFIERS", "KeywordClassifier", "PromptClassifier", "register_classifier"]
+
+
+@runtime_checkable
+class PromptClassifier(Protocol):
+    kind: ClassVar[str]
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def to_config(self) -> dict[str, Any]: ...
+
+    def tensors(self) -> dict[str, torch.Tensor]: ...
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "PromptClassifier": ...
+
+
+CLASSIFIERS: dict[str, type] = {}
+
+
+def register_classifier(cls: type) -> type:
+    """Class decorator: make a classifier kind loadable from guard artifacts by its ``kind``."""
+    CLASSIFIERS[cls.kind] = cls
+    return cls
+
+
+@register_classifier
+class KeywordClassifier:
+    """Flags a text (probability 1.0) when any keyword or regular expression matches, case-insensitively.
+
+    Plain keywords match on word boundaries ("Potter" does not match "potters"). Useful for exact
+    scopes (names, product codes) and as a transparent baseline for learned classifiers.
+    """
+
+    kind: ClassVar[str] = "keyword"
+
+    def __init__(self, keywords: Sequence[str] = (), *, patterns: Sequence[str] = ()) -> None:
+        self.keywords = [k for k in (str(k).strip() for k in keywords) if k]
+        self.patterns = list(patterns)
+        if not self.keywords and not self.patterns:
+            raise GuardError("a keyword classifier needs at least one keyword or pattern")
+        regexes = [rf"(?<!\w){re.escape(k)}(?!\w)" for k in self.keywords]
+        for pattern in self.patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise GuardError(f"invalid regular expression {pattern!r}: {exc}") from None
+            regexes.append(pattern)
+        self._regex = re.compile("|".join(f"(?:{r})" for r in regexes), re.IGNORECASE)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([1.0 if self._regex.search(t) else 0.0 for t in texts], dtype=np.float64)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"keywords": self.keywords, "patterns": self.patterns}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "KeywordClassifier":
+        return cls(config.get("keywords", ()), patterns=config.get("patterns", ()))
+
+    def __repr__(self) -> str:
+        return f"KeywordClassifier(keywords={self.keywords!r}, patterns={self.patterns!r})"

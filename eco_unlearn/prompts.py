@@ -1,0 +1,96 @@
+"""Turn user input (a string or chat messages) into the exact text the model sees.
+
+The classifier must judge what the *user* wrote, not the chat template around it, and token selection
+must only ever pick the user's tokens. So rendering keeps the character spans of the user's text inside
+the rendered prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+from .errors import PromptError
+
+__all__ = ["Message", "PromptInput", "RenderedPrompt", "render_prompt", "render_prompts"]
+
+Message = dict[str, str]
+PromptInput = Union[str, Sequence[Message]]
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A prompt ready to tokenize, with where the user's own text sits inside it."""
+
+    text: str
+    user_text: str
+    user_spans: tuple[tuple[int, int], ...]
+    templated: bool
+
+    @property
+    def add_special_tokens(self) -> bool:
+        # A chat template writes its own BOS/special tokens; a raw prompt gets the tokenizer's defaults.
+        return not self.templated
+
+
+def _check_messages(messages: Sequence[Any], index: int) -> list[Message]:
+    if not messages:
+        raise PromptError(f"prompt {index} is an empty list of messages; give at least one user message")
+    checked = []
+    for j, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise PromptError(f"prompt {index}, message {j}: expected a dict with 'role' and 'content' strings")
+        if not isinstance(message.get("content"), str):
+            raise PromptError(f"prompt {index}, message {j}: 'content' must be a string")
+        checked.append({"role": message["role"], "content": message["content"]})
+    if not any(m["role"] == "user" and m["content"].strip() for m in checked):
+        raise PromptError(f"prompt {index} has no non-empty user message")
+    return checked
+
+
+def render_prompt(prompt: PromptInput, tokenizer: Any, *, chat: bool = False, index: int = 0) -> RenderedPrompt:
+    """Render one prompt. Strings are used as-is unless ``chat`` wraps them in a user message."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise PromptError(f"prompt {index} is empty; give some text to complete")
+        if not chat:
+            return RenderedPrompt(prompt, prompt, ((0, len(prompt)),), templated=False)
+        messages = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, Sequence):
+        messages = _check_messages(prompt, index)
+    else:
+        raise PromptError(f"prompt {index} must be a string or a list of chat messages, not {type(prompt).__name__}")
+    if not getattr(tokenizer, "chat_template", None):
+        raise PromptError(
+            "this tokenizer has no chat template; pass plain strings with chat=False (or --no-chat)"
+        )
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    spans, cursor = [], 0
+    for message in messages:
+        if message["role"] != "user" or not message["content"]:
+            continue
+        start = text.find(message["content"], cursor)
+        if start < 0:  # the template rewrote the content (e.g. stripped it): fall back to the stripped text
+            content = message["content"].strip()
+            start = text.find(content, cursor)
+            if start < 0:
+                raise PromptError(f"prompt {index}: cannot locate the user's text in the rendered chat template")
+            spans.append((start, start + len(content)))
+        else:
+            spans.append((start, start + len(message["content"])))
+        cursor = spans[-1][1]
+    user_text = "\n".join(text[a:b] for a, b in spans)
+    return RenderedPrompt(text, user_text, tuple(spans), templated=True)
+
+
+def render_prompts(
+    prompts: PromptInput | Sequence[PromptInput], tokenizer: Any, *, chat: bool = False
+) -> list[RenderedPrompt]:
+    """Render a single prompt or a batch of prompts (strings or message lists)."""
+    if isinstance(prompts, str) or (
+        isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], dict)
+    ):
+        prompts = [prompts]  # one prompt, not a batch
+    if not isinstance(prompts, Sequence) or len(prompts) == 0:
+        raise PromptError("no prompts given; pass a string, a list of strings or a list of chat conversations")
+    return [render_prompt(p, tokenizer, chat=chat, index=i) for i, p in enumerate(prompts)]

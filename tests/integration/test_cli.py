@@ -1,0 +1,94 @@
+"""The eco-unlearn CLI, run as a user would: a subprocess with the real SmolLM2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eco_unlearn.demo import demo_guard
+
+pytestmark = pytest.mark.integration
+
+
+def _json_records(stdout: str) -> list[dict]:
+    decoder, records, text = json.JSONDecoder(), [], stdout.strip()
+    while text:
+        record, end = decoder.raw_decode(text)
+        records.append(record)
+        text = text[end:].strip()
+    return records
+
+
+def test_generate_with_demo_guard(cli):
+    result = cli("generate", "--guard", "demo", "--json", "-n", "12", "--compare",
+                 "Who is Harry Potter's best friend?", "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    flagged, clean = _json_records(result.stdout)
+    assert flagged["decision"]["flagged"] and flagged["decision"]["corrupted_tokens"] > 0
+    assert "Weasley" in flagged["unguarded"] and "Weasley" not in flagged["text"]
+    assert not clean["decision"]["flagged"] and clean["text"] == clean["unguarded"]
+    assert "Paris" in clean["text"]
+
+
+def test_generate_table_and_models_and_inspect(cli, smollm2, tmp_path):
+    demo_guard(smollm2[0]).save(tmp_path / "g")
+    shown = cli("inspect", str(tmp_path / "g"))
+    assert shown.returncode == 0, shown.stderr
+    assert "harry-potter" in shown.stdout and "gaussian_first_n" in shown.stdout and "LlamaForCausalLM" in shown.stdout
+    listed = cli("models")
+    assert listed.returncode == 0 and "smollm2" in listed.stdout and "gemma3-270m" in listed.stdout
+    table = cli("generate", "--guard", str(tmp_path / "g"), "-n", "4", "What is the capital of France?")
+    assert table.returncode == 0, table.stderr
+    assert "France" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["generate", "--model", "no-such-model", "hi"], "unknown model 'no-such-model'"),
+        (["generate", "--model", "/nonexistent/folder/x"], "unknown model"),
+        (["generate", ""], "prompt 0 is empty"),
+        (["generate", "--guard", "/nonexistent/guard", "hi"], "no guard folder"),
+        (["generate", "--truncation", "middle", "hi"], "truncation must be"),
+        (["inspect", "/nonexistent/guard"], "no guard folder"),
+    ],
+)
+def test_bad_input_gets_one_clear_error_line(cli, args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_broken_guard_artifacts_are_rejected(cli, smollm2, tmp_path):
+    guard_dir = tmp_path / "g"
+    demo_guard(smollm2[0]).save(guard_dir)
+    manifest = guard_dir / "guard.json"
+    data = json.loads(manifest.read_text())
+
+    data["targets"][0]["corruption"]["name"] = "melt"
+    manifest.write_text(json.dumps(data))
+    result = cli("generate", "--guard", str(guard_dir), "hi")
+    assert result.returncode == 2 and "unknown corruption 'melt'" in result.stderr
+
+    data["targets"][0]["corruption"] = {"name": "gaussian_first_n", "strength": -1}
+    manifest.write_text(json.dumps(data))
+    result = cli("generate", "--guard", str(guard_dir), "hi")
+    assert result.returncode == 2 and "out of range" in result.stderr
+
+    manifest.write_text("{not json")
+    result = cli("inspect", str(guard_dir))
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+def test_guard_for_another_model_is_refused(cli, smollm2, tmp_path):
+    from dataclasses import replace
+
+    guard = demo_guard(smollm2[0])
+    guard.model_fingerprint = replace(guard.model_fingerprint, hidden_size=640, architecture="Gemma3ForCausalLM")
+    guard.save(tmp_path / "g")
+    result = cli("generate", "--guard", str(tmp_path / "g"), "-n", "4", "hi")
+    assert result.returncode == 2 and "built for another model" in result.stderr
+    forced = cli("generate", "--guard", str(tmp_path / "g"), "--force", "-n", "4", "hi")
+    assert forced.returncode == 0 and "warning" in forced.stderr

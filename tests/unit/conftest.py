@@ -1,0 +1,104 @@
+"""Session fixtures for the unit tests: a tiny trained BPE tokenizer and a tiny random Llama model.
+
+Nothing here touches the network or the real SmolLM2/Gemma models; everything is built in memory in
+well under a second and shared across the session. Tests must never modify the shared model (its
+weights are checked for bit-identity in test_guarded.py); hooks are always removed after use.
+"""
+
+from __future__ import annotations
+
+import os
+
+# No hub access from unit tests, even by accident.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from eco_unlearn import CLASSIFIERS, GuardedModel, register_classifier  # noqa: E402
+from unit_helpers import LengthClassifier, build_model, build_tokenizer, make_guard  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tok():
+    tokenizer = build_tokenizer()
+    assert tokenizer.is_fast
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def model(tok):
+    return build_model(tok, seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_model(tok):
+    """Same architecture, different random weights: a different fingerprint."""
+    return build_model(tok, seed=1)
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(tmp_path_factory, model, tok):
+    """The tiny model and tokenizer saved in Hugging Face format, for load_model."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def guard(model):
+    """Keyword guard on 'Harry Potter' / 'Hogwarts', gaussian sigma 1.0 on all_but_last, for `model`."""
+    return make_guard(model)
+
+
+@pytest.fixture
+def guarded(model, tok, guard):
+    return GuardedModel(model, tok, guard)
+
+
+@pytest.fixture
+def bare(model, tok):
+    """The same model and tokenizer without a guard."""
+    return GuardedModel(model, tok)
+
+
+@pytest.fixture
+def length_classifier_kind():
+    """Register LengthClassifier for the duration of one test, then remove it from CLASSIFIERS."""
+    assert LengthClassifier.kind not in CLASSIFIERS
+    register_classifier(LengthClassifier)
+    try:
+        yield LengthClassifier
+    finally:
+        CLASSIFIERS.pop(LengthClassifier.kind, None)
+
+
+@pytest.fixture
+def record_forward(model):
+    """Record every forward call of the tiny model: a list of dicts with detached clones of
+    ``input_ids``, ``inputs_embeds`` (None when not passed) and the output ``logits``."""
+    calls: list[dict] = []
+
+    def pre_hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        embeds = kwargs.get("inputs_embeds")
+        calls.append(
+            {
+                "input_ids": None if ids is None else ids.detach().clone(),
+                "inputs_embeds": None if embeds is None else embeds.detach().clone(),
+            }
+        )
+
+    def post_hook(module, args, kwargs, output):
+        calls[-1]["logits"] = output.logits.detach().clone()
+
+    handles = [
+        model.register_forward_pre_hook(pre_hook, with_kwargs=True),
+        model.register_forward_hook(post_hook, with_kwargs=True),
+    ]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
