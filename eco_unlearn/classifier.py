@@ -52,9 +52,11 @@ class KeywordClassifier:
 
     kind: ClassVar[str] = "keyword"
 
-    def __init__(self, keywords: Sequence[str] = (), *, patterns: Sequence[str] = ()) -> None:
+    def __init__(self, keywords: str | Sequence[str] = (), *, patterns: str | Sequence[str] = ()) -> None:
+        keywords = [keywords] if isinstance(keywords, str) else keywords
+        patterns = [patterns] if isinstance(patterns, str) else patterns
         self.keywords = [k for k in (str(k).strip() for k in keywords) if k]
-        self.patterns = list(patterns)
+        self.patterns = [p for p in patterns if p]  # an empty regex would match every text
         if not self.keywords and not self.patterns:
             raise GuardError("a keyword classifier needs at least one keyword or pattern")
         regexes = [rf"(?<!\w){re.escape(k)}(?!\w)" for k in self.keywords]

@@ -203,7 +203,9 @@ class Guard:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise GuardError("not an eco-unlearn guard (its 'format' field is missing or wrong)")
         version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not isinstance(version, int) or version < 1:
+            raise GuardError(f"invalid format_version {version!r}; expected an integer from 1 to {FORMAT_VERSION}")
+        if version > FORMAT_VERSION:
             raise GuardError(
                 f"guard format version {version!r} is newer than this eco-unlearn reads ({FORMAT_VERSION}); upgrade eco-unlearn"
             )

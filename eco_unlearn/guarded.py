@@ -85,7 +85,7 @@ class GuardedModel:
         """Tokenize, check length against the context (keeping ``reserve`` tokens free) and build masks."""
         decisions = self._decide(rendered)
         encoded = []
-        for i, (prompt, decision, extra) in enumerate(zip(rendered, decisions, reserve)):
+        for i, (prompt, decision, extra) in enumerate(zip(rendered, decisions, reserve, strict=True)):
             enc = self.tokenizer(
                 prompt.text, add_special_tokens=prompt.add_special_tokens, return_offsets_mapping=True
             )
@@ -236,9 +236,10 @@ class GuardedModel:
         for i, tail in enumerate(tails):
             if not tail:
                 raise PromptError(f"continuation {i} is empty; there is nothing to score")
-        rows = self._prepare(prompts, chat, [len(t) for t in tails])
-        if len(rows) != len(tails):
-            raise PromptError(f"got {len(rows)} prompts but {len(tails)} continuations; give one per prompt")
+        rendered = render_prompts(prompts, self.tokenizer, chat=chat)
+        if len(rendered) != len(tails):
+            raise PromptError(f"got {len(rendered)} prompts but {len(tails)} continuations; give one per prompt")
+        rows = self._encode(rendered, [len(t) for t in tails])
         results: list[torch.Tensor] = []
         for start in range(0, len(rows), batch_size):
             chunk, chunk_tails = rows[start : start + batch_size], tails[start : start + batch_size]
@@ -268,7 +269,9 @@ class GuardedModel:
         for start in range(0, len(rows), batch_size):
             ids, attention, embeds = self._batch(rows[start : start + batch_size], left_pad=True)
             inputs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": ids}
-            chunks.append(self.model(**inputs, attention_mask=attention).logits[:, -1].float().cpu())
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: count positions from each row's start
+            logits = self.model(**inputs, attention_mask=attention, position_ids=positions).logits
+            chunks.append(logits[:, -1].float().cpu())
         logits = torch.cat(chunks)
         decisions = [r.decision for r in rows]
         return (logits, decisions) if return_decisions else logits

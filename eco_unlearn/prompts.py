@@ -48,6 +48,41 @@ def _check_messages(messages: Sequence[Any], index: int) -> list[Message]:
     return checked
 
 
+def _turn_ends(text: str, messages: list[Message], tokenizer: Any) -> list[int] | None:
+    """End offset of each message's turn in ``text``, from renderings of the conversation's prefixes.
+
+    None when the template does not render prefixes as prefixes of the whole (then turns are unknown).
+    """
+    ends = []
+    for j in range(1, len(messages) + 1):
+        try:
+            prefix = tokenizer.apply_chat_template(messages[:j], tokenize=False, add_generation_prompt=False)
+        except Exception:  # some templates reject partial conversations
+            return None
+        if not text.startswith(prefix):
+            return None
+        ends.append(len(prefix))
+    return ends
+
+
+def _locate(text: str, messages: list[Message], j: int, ends: list[int] | None, index: int) -> tuple[int, int]:
+    """Character span of user message ``j`` inside the rendered ``text``, searched within its own turn
+    (so the same words in a system message, an earlier turn or a role header are never taken for it)."""
+    if ends is not None:
+        window = (ends[j - 1] if j else 0, ends[j])
+    else:  # fall back to the text after the previous messages' contents
+        cursor = 0
+        for earlier in messages[:j]:
+            found = text.find(earlier["content"], cursor) if earlier["content"] else -1
+            cursor = found + len(earlier["content"]) if found >= 0 else cursor
+        window = (cursor, len(text))
+    for content in (messages[j]["content"], messages[j]["content"].strip()):
+        start = text.rfind(content, *window) if ends is not None else text.find(content, *window)
+        if content and start >= 0:
+            return start, start + len(content)
+    raise PromptError(f"prompt {index}: cannot locate user message {j} in the rendered chat template")
+
+
 def render_prompt(prompt: PromptInput, tokenizer: Any, *, chat: bool = False, index: int = 0) -> RenderedPrompt:
     """Render one prompt. Strings are used as-is unless ``chat`` wraps them in a user message."""
     if isinstance(prompt, str):
@@ -65,20 +100,8 @@ def render_prompt(prompt: PromptInput, tokenizer: Any, *, chat: bool = False, in
             "this tokenizer has no chat template; pass plain strings with chat=False (or --no-chat)"
         )
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    spans, cursor = [], 0
-    for message in messages:
-        if message["role"] != "user" or not message["content"]:
-            continue
-        start = text.find(message["content"], cursor)
-        if start < 0:  # the template rewrote the content (e.g. stripped it): fall back to the stripped text
-            content = message["content"].strip()
-            start = text.find(content, cursor)
-            if start < 0:
-                raise PromptError(f"prompt {index}: cannot locate the user's text in the rendered chat template")
-            spans.append((start, start + len(content)))
-        else:
-            spans.append((start, start + len(message["content"])))
-        cursor = spans[-1][1]
+    ends = _turn_ends(text, messages, tokenizer)
+    spans = [_locate(text, messages, j, ends, index) for j, m in enumerate(messages) if m["role"] == "user" and m["content"]]
     user_text = "\n".join(text[a:b] for a, b in spans)
     return RenderedPrompt(text, user_text, tuple(spans), templated=True)
 

@@ -57,12 +57,13 @@ class TokenSelection:
     """
 
     strategy: str = "all_but_last"
-    entities: tuple[str, ...] = ()
+    entities: str | tuple[str, ...] = ()
     fallback: str | None = "all_but_last"
     _compiled: tuple[re.Pattern, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "entities", tuple(self.entities))
+        entities = (self.entities,) if isinstance(self.entities, str) else tuple(self.entities)
+        object.__setattr__(self, "entities", entities)
         for name in (self.strategy, self.fallback):
             if name is not None and name not in SELECTION_STRATEGIES:
                 raise GuardError(

@@ -90,12 +90,6 @@ def test_config_round_trip():
     assert again.to_config() == config
 
 
-@pytest.mark.xfail(
-    reason="BUG (API hazard): KeywordClassifier('Hogwarts') iterates the string, so its keywords are the single "
-    "letters H, o, g, ... and a prompt about Hogwarts is silently NOT flagged",
-    strict=True,
-    raises=AssertionError,
-)
 def test_single_keyword_string():
     """A single keyword passed as a plain str should flag texts containing it (or be refused)."""
     try:

@@ -301,13 +301,22 @@ def test_load_wrong_format(saved):
             Guard.load(path)
 
 
-@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, "1", None])
-def test_load_unsupported_format_version(saved, version):
-    """A newer (or non-integer) format version raises GuardError asking to upgrade."""
+def test_load_newer_format_version(saved):
+    """A format version newer than this library reads raises GuardError asking to upgrade."""
+    path, data = saved
+    data["format_version"] = FORMAT_VERSION + 1
+    rewrite(path, data)
+    with pytest.raises(GuardError, match="format version.*upgrade"):
+        Guard.load(path)
+
+
+@pytest.mark.parametrize("version", ["1", None, 0])
+def test_load_invalid_format_version(saved, version):
+    """A non-integer or non-positive format version raises GuardError naming the bad value."""
     path, data = saved
     data["format_version"] = version
     rewrite(path, data)
-    with pytest.raises(GuardError, match="format version.*upgrade"):
+    with pytest.raises(GuardError, match="invalid format_version"):
         Guard.load(path)
 
 

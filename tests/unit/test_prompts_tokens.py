@@ -63,13 +63,6 @@ def test_chat_messages_spans_point_at_user_content(tok):
         assert r.text[:a].endswith("<|im_start|>user\n")
 
 
-@pytest.mark.xfail(
-    reason="BUG: prompts.render_prompt locates user content with text.find() from the end of the previous "
-    "*user* span, so identical text earlier in a system/assistant message or in the role header is found "
-    "instead of the user's message (user_spans then point at template/system tokens)",
-    strict=True,
-    raises=AssertionError,
-)
 @pytest.mark.parametrize(
     "messages",
     [
@@ -260,12 +253,6 @@ def test_selection_dict_round_trip():
     assert TokenSelection.from_dict({"strategy": "all"}) == TokenSelection("all", (), "all_but_last")
 
 
-@pytest.mark.xfail(
-    reason="BUG (API hazard): TokenSelection(entities='Harry Potter') turns the string into a tuple of single "
-    "characters, so every token containing 'a', 'r', ... is selected instead of the entity",
-    strict=True,
-    raises=AssertionError,
-)
 def test_entities_given_as_plain_string(tok):
     """A single entity passed as a str should act as one entity (or be refused), not as characters."""
     r = render_prompt("Paris is the capital of France", tok)
