@@ -46,7 +46,11 @@ def _errors() -> Iterator[None]:
 
 
 def _load(model: str, dtype: str, device: str) -> tuple[Any, Any]:
+    from transformers.utils import logging as hf_logging
+
     from .models import EMBEDDED_MODELS, load_model
+
+    hf_logging.disable_progress_bar()  # the CLI shows its own status instead
 
     first = model in EMBEDDED_MODELS and not EMBEDDED_MODELS[model].is_cached()
     note = " (first use: converting the GGUF file into the cache, about 30 s)" if first else ""
@@ -54,7 +58,7 @@ def _load(model: str, dtype: str, device: str) -> tuple[Any, Any]:
         return load_model(model, dtype=dtype, device=device)
 
 
-def _load_guard(spec: str | None, model: Any, force: bool):
+def _load_guard(spec: str | None, model: Any):
     from .demo import demo_guard
     from .guard import Guard
 
@@ -89,7 +93,7 @@ def generate(
     with _errors():
         prompts = list(prompts or (DEMO_FORGET_PROMPTS + DEMO_CLEAN_PROMPTS))
         lm, tokenizer = _load(model, dtype, device)
-        guarded = GuardedModel(lm, tokenizer, _load_guard(guard, lm, force), force=force, truncation=truncation)
+        guarded = GuardedModel(lm, tokenizer, _load_guard(guard, lm), force=force, truncation=truncation)
         use_chat = bool(tokenizer.chat_template) if chat is None else chat
         kwargs = dict(chat=use_chat, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
         with err.status(f"Generating {len(prompts)} answer(s)"):
@@ -192,14 +196,21 @@ def bench_overhead(
             task = bar.add_task("loading", total=None)
             report = run_overhead(config, lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
         report.save(output)
-        table = Table(title=f"guard overhead, {model}, {new_tokens} new tokens, median of {repeats}")
-        for column in ("batch", "prompts", "bare s", "guarded s", "latency ratio", "bare peak MiB", "guarded peak MiB", "memory ratio"):
+        table = Table(title=f"guard overhead, {model}, {new_tokens} new tokens, {repeats} paired repeats")
+        columns = ("batch", "prompts", "bare s", "guarded s", "ratio of medians", "paired ratio (IQR)",
+                   "guard work ms", "guard work / bare", "peak MiB bare / guarded", "memory ratio")
+        for column in columns:
             table.add_column(column, justify="right")
         for row in report.rows:
-            mem = (f"{row.bare_peak_mib:.0f}", f"{row.guarded_peak_mib:.0f}", f"{row.memory_ratio:.3f}") if row.memory_ratio else ("-",) * 3
-            table.add_row(str(row.batch_size), "flagged" if row.flagged else "unflagged", f"{row.bare_median_s:.3f}",
-                          f"{row.guarded_median_s:.3f}", f"{row.latency_ratio:.3f}", *mem)
-        out.print(table)
+            low, high = row.paired_ratio_iqr
+            memory = (f"{row.bare_peak_mib:.0f} / {row.guarded_peak_mib:.0f}", f"{row.memory_ratio:.3f}") if row.memory_ratio else ("-", "-")
+            table.add_row(
+                str(row.batch_size), "flagged" if row.flagged else "clean", f"{row.bare_median_s:.3f}",
+                f"{row.guarded_median_s:.3f}", f"{row.latency_ratio:.3f}",
+                f"{row.paired_ratio_median:.3f} ({low:.2f}-{high:.2f})", f"{row.guard_work_ms:.2f}",
+                f"{row.guard_work_fraction:.2%}", *memory,
+            )
+        Console(width=max(out.width, 150)).print(table)  # wide even when stdout is not a terminal
         out.print(f"written to {output}")
 
 

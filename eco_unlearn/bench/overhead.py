@@ -3,7 +3,10 @@
 "Bare" is the plain Hugging Face path (tokenize with left padding, ``model.generate``). "Guarded" is
 ``GuardedModel.generate`` with the guard attached: prompt rendering, classification, token selection
 and, for flagged prompts, the corrupted-embedding prefill. Bare and guarded runs alternate within each
-repeat so machine noise hits both alike; the figures that matter are the ratios.
+repeat so machine noise hits both alike; the figures that matter are the ratios. Each repeat's adjacent
+pair gives a paired ratio (its median and interquartile range are reported), and the guard's own added
+work (everything before ``model.generate``) is also timed alone over many repeats: on a noisy machine its
+share of the bare latency is the steadiest estimate of the overhead.
 
 Peak memory on CPU is the peak resident set size of a fresh worker process per mode (bare, guarded)
 running the same workload, since CPU allocations cannot be attributed from inside one process.
@@ -53,6 +56,10 @@ class OverheadRow:
     bare_median_s: float
     guarded_median_s: float
     latency_ratio: float
+    paired_ratio_median: float
+    paired_ratio_iqr: tuple[float, float]
+    guard_work_ms: float
+    guard_work_fraction: float
     bare_peak_mib: float | None = None
     guarded_peak_mib: float | None = None
     memory_ratio: float | None = None
@@ -93,6 +100,18 @@ class _Runner:
             self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
             for p in prompts
         ]
+
+    @torch.no_grad()
+    def guard_work(self, batch_size: int, flagged: bool, repeats: int = 50) -> float:
+        """Median seconds of the guard's own work for one batch: render, classify, tokenize, select, corrupt."""
+        prompts = _prompts(flagged, batch_size)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            rows = self.guarded._prepare(prompts, self.config.chat, self.config.new_tokens)
+            self.guarded._batch(rows, left_pad=True)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
 
     @torch.no_grad()
     def __call__(self, mode: str, batch_size: int, flagged: bool) -> float:
@@ -177,9 +196,19 @@ def run_overhead(config: OverheadConfig, progress: Progress | None = None) -> Ov
                     times[mode].append(elapsed)
             tick(f"batch {batch_size}, {'flagged' if flagged else 'unflagged'}")
         bare, guarded = statistics.median(times["bare"]), statistics.median(times["guarded"])
+        paired = [g / b for g, b in zip(times["guarded"], times["bare"])]
+        quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
+        work = runner.guard_work(batch_size, flagged)
         rows.append(
-            OverheadRow(batch_size, flagged, bare, guarded, guarded / bare, bare_times_s=times["bare"],
-                        guarded_times_s=times["guarded"])
+            OverheadRow(
+                batch_size, flagged, bare, guarded, guarded / bare,
+                paired_ratio_median=statistics.median(paired),
+                paired_ratio_iqr=(quartiles[0], quartiles[2]),
+                guard_work_ms=work * 1000,
+                guard_work_fraction=work / bare,
+                bare_times_s=times["bare"],
+                guarded_times_s=times["guarded"],
+            )
         )
     if config.memory:
         peaks = {}
