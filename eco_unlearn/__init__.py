@@ -17,7 +17,7 @@ from .errors import (
     PromptError,
 )
 from .guard import Guard, GuardDecision, Target
-from .guarded import GuardedModel
+from .guarded import GuardedModel, PrefillInputs
 from .models import EMBEDDED_MODELS, ModelFingerprint, fingerprint, load_model
 from .tokens import TokenSelection
 
@@ -36,6 +36,7 @@ __all__ = [
     "KeywordClassifier",
     "ModelError",
     "ModelFingerprint",
+    "PrefillInputs",
     "PromptClassifier",
     "PromptError",
     "Target",

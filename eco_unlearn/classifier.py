@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import GuardError
+from .text import phrase_regex
 
 __all__ = ["CLASSIFIERS", "KeywordClassifier", "PromptClassifier", "register_classifier"]
 
@@ -36,10 +37,19 @@ class PromptClassifier(Protocol):
 CLASSIFIERS: dict[str, type] = {}
 
 
-def register_classifier(cls: type) -> type:
-    """Class decorator: make a classifier kind loadable from guard artifacts by its ``kind``."""
-    CLASSIFIERS[cls.kind] = cls
-    return cls
+def register_classifier(cls: type | None = None, *, replace: bool = False):
+    """Class decorator: make a classifier kind loadable from guard artifacts by its ``kind``.
+
+    Registering a kind that exists already raises, unless ``replace=True``.
+    """
+
+    def decorator(cls: type) -> type:
+        if cls.kind in CLASSIFIERS and not replace:
+            raise GuardError(f"a classifier kind {cls.kind!r} is registered already; pass replace=True to override it")
+        CLASSIFIERS[cls.kind] = cls
+        return cls
+
+    return decorator(cls) if cls is not None else decorator
 
 
 @register_classifier
@@ -59,7 +69,7 @@ class KeywordClassifier:
         self.patterns = [p for p in patterns if p]  # an empty regex would match every text
         if not self.keywords and not self.patterns:
             raise GuardError("a keyword classifier needs at least one keyword or pattern")
-        regexes = [rf"(?<!\w){re.escape(k)}(?!\w)" for k in self.keywords]
+        regexes = [phrase_regex(k) for k in self.keywords]
         for pattern in self.patterns:
             try:
                 re.compile(pattern)

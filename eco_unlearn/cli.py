@@ -6,6 +6,7 @@ import json
 import sys
 import warnings
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -15,6 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import EcoUnlearnError
+
+try:  # recent typer vendors its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions
 
 app = typer.Typer(
     help="Make a language model forget chosen knowledge with embedding-corrupted prompts (ECO).",
@@ -29,6 +35,11 @@ out = Console()
 err = Console(stderr=True)
 
 
+class TruncationChoice(str, Enum):
+    error = "error"
+    left = "left"
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn library errors about bad input into one red line and exit code 2."""
@@ -38,7 +49,7 @@ def _errors() -> Iterator[None]:
             warnings.showwarning = lambda message, *args, **kwargs: err.print(f"[yellow]warning:[/] {message}")
             yield
     except EcoUnlearnError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")
@@ -76,11 +87,11 @@ def generate(
     guard: Optional[str] = typer.Option(None, "--guard", "-g", help="Guard folder, or 'demo' for the built-in target."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n", min=1),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy."),
-    top_p: float = typer.Option(1.0, min=0.0, max=1.0),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass, in (0, 1]."),
     seed: Optional[int] = typer.Option(None, help="Seed for sampling (temperature > 0)."),
     chat: Optional[bool] = typer.Option(None, "--chat/--no-chat", help="Wrap prompts in the chat template (default: when the model has one)."),
     compare: bool = typer.Option(False, "--compare", help="Also show the unguarded answer side by side."),
-    truncation: str = typer.Option("error", help="Over-long prompts: 'error' refuses, 'left' drops the oldest tokens."),
+    truncation: TruncationChoice = typer.Option("error", help="Over-long prompts: 'error' refuses, 'left' drops the oldest tokens."),
     force: bool = typer.Option(False, "--force", help="Attach a guard built for another model anyway."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per prompt instead of a table."),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
@@ -214,9 +225,22 @@ def bench_overhead(
         out.print(f"written to {output}")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """Console entry point: like ``app()``, but a usage error is one ``error:`` line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        err.print(exc.format_message())
+        code = 2
+    except click_exceptions.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        err.print(f"[bold red]error:[/] {exc.format_message()}{hint}", soft_wrap=True, highlight=False)
+        code = 2
+    except click_exceptions.Abort:
+        err.print("[red]interrupted[/]")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ What ``strength`` means, per family:
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -28,6 +29,7 @@ from .errors import CorruptionError
 
 __all__ = [
     "CORRUPTIONS",
+    "HIDDEN_SIZE",
     "Corruption",
     "CorruptionSpec",
     "apply_corruption",
@@ -35,8 +37,7 @@ __all__ = [
     "register_corruption",
 ]
 
-
-_DIMS = -1.0  # sentinel upper bound of a strength range: the model's hidden size
+HIDDEN_SIZE = "hidden_size"  # upper bound of a strength range that is the model's hidden size
 
 
 class CorruptionFn(Protocol):
@@ -45,39 +46,77 @@ class CorruptionFn(Protocol):
     ) -> torch.Tensor: ...
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class Corruption:
-    """A registered corruption: the function, its valid strength range and what strength means."""
+    """A registered corruption: the function, its valid strength range and what strength means.
+
+    ``params`` maps each keyword-only parameter to its default, which also sets the type it takes: a
+    bool default takes a bool, an int or None default a non-negative integer (or None), a float default a
+    finite number.
+    """
 
     name: str
     fn: CorruptionFn
-    strength_range: tuple[float, float]
+    strength_range: tuple[float, float | str]
     strength_meaning: str
-    params: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
 
     def check_strength(self, strength: float, hidden_size: int | None = None) -> None:
         low, high = self.strength_range
-        if high == _DIMS:
+        if high == HIDDEN_SIZE:
             high = float(hidden_size) if hidden_size is not None else math.inf
-        if not (isinstance(strength, (int, float)) and math.isfinite(strength) and low <= strength <= high):
+        if not (_is_number(strength) and low <= strength <= high):
             raise CorruptionError(
                 f"strength {strength!r} is out of range for corruption {self.name!r}: "
                 f"{self.strength_meaning} must lie in [{low:g}, {high:g}]"
             )
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise CorruptionError(
+                f"corruption {self.name!r} takes no parameter(s) {', '.join(sorted(unknown))}; "
+                f"it accepts: {', '.join(self.params) or 'none'}"
+            )
+        for name, value in params.items():
+            default = self.params[name]
+            if isinstance(default, bool):
+                ok, expected = isinstance(value, bool), "true or false"
+            elif isinstance(default, float):
+                ok, expected = _is_number(value), "a finite number"
+            elif default is None or isinstance(default, int):
+                is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+                ok, expected = is_count or (value is None and default is None), "a non-negative integer"
+            else:
+                ok, expected = True, ""
+            if not ok:
+                raise CorruptionError(f"corruption {self.name!r}: parameter {name}={value!r} must be {expected}")
 
 
 CORRUPTIONS: dict[str, Corruption] = {}
 
 
 def register_corruption(
-    name: str, strength_range: tuple[float, float], strength_meaning: str
+    name: str, strength_range: tuple[float, float | str], strength_meaning: str, *, replace: bool = False
 ) -> Callable[[CorruptionFn], CorruptionFn]:
-    """Decorator that adds ``fn`` to ``CORRUPTIONS`` under ``name``; use it to add your own corruption."""
+    """Decorator that adds ``fn`` to ``CORRUPTIONS`` under ``name``; use it to add your own corruption.
+
+    Its keyword-only parameters (with defaults) become the corruption's parameters. Registering a name
+    that exists already raises, unless ``replace=True``.
+    """
 
     def decorator(fn: CorruptionFn) -> CorruptionFn:
-        params = tuple(
-            p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
-        )
+        if name in CORRUPTIONS and not replace:
+            raise CorruptionError(f"a corruption named {name!r} is registered already; pass replace=True to override it")
+        params = {
+            p.name: p.default
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
         CORRUPTIONS[name] = Corruption(name, fn, strength_range, strength_meaning, params)
         return fn
 
@@ -139,7 +178,7 @@ def gaussian_topk(embeds, mask, strength, generator, *, k: int = 64):
     return _where(mask, embeds + noise, embeds)
 
 
-@register_corruption("zero_first_n", (0.0, _DIMS), "k (dimensions zeroed)")
+@register_corruption("zero_first_n", (0.0, HIDDEN_SIZE), "k (dimensions zeroed)")
 def zero_first_n(embeds, mask, strength, generator):
     """Set the first k dimensions to zero."""
     out = embeds.clone()
@@ -147,14 +186,14 @@ def zero_first_n(embeds, mask, strength, generator):
     return _where(mask, out, embeds)
 
 
-@register_corruption("zero_topk", (0.0, _DIMS), "k (dimensions zeroed)")
+@register_corruption("zero_topk", (0.0, HIDDEN_SIZE), "k (dimensions zeroed)")
 def zero_topk(embeds, mask, strength, generator):
     """Set each token's k largest-magnitude dimensions to zero."""
     out = embeds.masked_fill(_topk_dims(embeds, round(strength)), 0)
     return _where(mask, out, embeds)
 
 
-@register_corruption("flip_first_n", (0.0, _DIMS), "k (dimensions sign-flipped)")
+@register_corruption("flip_first_n", (0.0, HIDDEN_SIZE), "k (dimensions sign-flipped)")
 def flip_first_n(embeds, mask, strength, generator):
     """Flip the sign of the first k dimensions."""
     out = embeds.clone()
@@ -163,7 +202,7 @@ def flip_first_n(embeds, mask, strength, generator):
     return _where(mask, out, embeds)
 
 
-@register_corruption("flip_topk", (0.0, _DIMS), "k (dimensions sign-flipped)")
+@register_corruption("flip_topk", (0.0, HIDDEN_SIZE), "k (dimensions sign-flipped)")
 def flip_topk(embeds, mask, strength, generator):
     """Flip the sign of each token's k largest-magnitude dimensions."""
     out = torch.where(_topk_dims(embeds, round(strength)), -embeds, embeds)
@@ -205,20 +244,22 @@ def get_corruption(name: str) -> Corruption:
 
 @dataclass(frozen=True)
 class CorruptionSpec:
-    """A corruption chosen by name, with its strength and extra parameters; serialisable to JSON."""
+    """A corruption chosen by name, with its strength and extra parameters; serialisable to JSON.
 
-    name: str = "gaussian_first_n"
-    strength: float = 0.0
+    The strength has no default: a forgotten strength would flag prompts and change nothing.
+    """
+
+    name: str
+    strength: float
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __hash__(self) -> int:
+        return hash((self.name, self.strength, json.dumps(self.params, sort_keys=True, default=str)))
+
     def validate(self, hidden_size: int | None = None) -> Corruption:
+        """The registered corruption, after checking the parameters and the strength against it."""
         corruption = get_corruption(self.name)
-        unknown = set(self.params) - set(corruption.params)
-        if unknown:
-            raise CorruptionError(
-                f"corruption {self.name!r} takes no parameter(s) {', '.join(sorted(unknown))}; "
-                f"it accepts: {', '.join(corruption.params) or 'none'}"
-            )
+        corruption.check_params(self.params)
         corruption.check_strength(self.strength, hidden_size)
         return corruption
 
@@ -227,7 +268,12 @@ class CorruptionSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CorruptionSpec":
-        return cls(name=data["name"], strength=float(data["strength"]), params=dict(data.get("params", {})))
+        params, strength = data.get("params", {}), data["strength"]
+        if not isinstance(params, dict):
+            raise CorruptionError(f"corruption 'params' must be an object, not {type(params).__name__}")
+        if not _is_number(strength):
+            raise CorruptionError(f"corruption strength must be a finite number, not {strength!r}")
+        return cls(name=data["name"], strength=float(strength), params=dict(params))
 
 
 def apply_corruption(

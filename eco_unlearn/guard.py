@@ -8,7 +8,6 @@ classifier that has weights.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +35,9 @@ class Target:
 
     name: str
     classifier: PromptClassifier
+    corruption: CorruptionSpec
     threshold: float = 0.5
     tokens: TokenSelection = field(default_factory=TokenSelection)
-    corruption: CorruptionSpec = field(default_factory=CorruptionSpec)
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -46,6 +45,8 @@ class Target:
             raise GuardError("a target needs a non-empty name")
         if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
             raise GuardError(f"target {self.name!r}: threshold {self.threshold!r} must lie in [0, 1]")
+        if not isinstance(self.corruption, CorruptionSpec):
+            raise GuardError(f"target {self.name!r}: corruption must be a CorruptionSpec")
         if not isinstance(self.classifier, PromptClassifier):
             raise GuardError(f"target {self.name!r}: the classifier lacks predict_proba/to_config/tensors/from_config")
         self.corruption.validate()
@@ -87,6 +88,8 @@ class Guard:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise GuardError(f"target names must be unique; repeated: {', '.join(duplicates)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63:
+            raise GuardError(f"the guard seed must be a 64-bit signed integer, not {self.seed!r}")
 
     def target(self, name: str) -> Target:
         for target in self.targets:
@@ -129,6 +132,10 @@ class Guard:
         for target in self.targets:
             target.corruption.validate(actual.hidden_size)
         if self.model_fingerprint is None:
+            warnings.warn(
+                "this guard has no model fingerprint, so nothing checks that its strengths suit this model",
+                stacklevel=3,
+            )
             return
         differences = self.model_fingerprint.differences(actual)
         if not differences:
@@ -163,9 +170,19 @@ class Guard:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the artifact folder atomically: a failure leaves any earlier guard at ``path`` intact."""
+        """Write the artifact folder atomically: a failure leaves any earlier guard at ``path`` intact.
+
+        ``path`` must be new, empty, or an earlier guard: any other folder is refused, never replaced.
+        """
         data = self.to_dict()
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise GuardError(f"cannot save a guard to {path}: it is a file")
+        if path.is_dir() and any(path.iterdir()) and not (path / "guard.json").is_file():
+            raise GuardError(
+                f"cannot save a guard to {path}: the folder holds other files and is not a guard; "
+                "choose a new or empty folder"
+            )
         with atomic_dir(path) as tmp:
             for i, target in enumerate(self.targets):
                 tensors = target.classifier.tensors()
@@ -182,12 +199,16 @@ class Guard:
         """Read and validate a guard folder; any problem raises ``GuardError`` saying what is wrong."""
         path = Path(path)
         manifest = path / "guard.json"
-        if not path.is_dir():
+        if not path.exists():
             raise GuardError(f"no guard folder at {path}")
+        if not path.is_dir():
+            raise GuardError(f"{path} is a file, not a guard folder")
         if not manifest.is_file():
             raise GuardError(f"{path} is not a guard: it has no guard.json")
         try:
             data = json.loads(manifest.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise GuardError(f"cannot read {manifest}: {exc.strerror or exc}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise GuardError(f"{manifest} is corrupt (not valid JSON: {exc})") from None
         try:
@@ -224,14 +245,17 @@ class Guard:
                     tensors = load_file(str(weights))
                 except Exception as exc:  # safetensors raises its own error types
                     raise GuardError(f"classifier weights {weights} are corrupt: {exc}") from None
-            threshold = float(entry["threshold"])
-            if math.isnan(threshold):
-                raise GuardError(f"target {entry['name']!r} has a NaN threshold")
+            try:
+                classifier = CLASSIFIERS[kind].from_config(spec.get("config", {}), tensors)
+            except GuardError:
+                raise
+            except Exception as exc:  # a user-registered classifier may raise anything
+                raise GuardError(f"cannot rebuild the {kind!r} classifier of target {entry['name']!r}: {exc}") from None
             targets.append(
                 Target(
                     name=entry["name"],
-                    classifier=CLASSIFIERS[kind].from_config(spec.get("config", {}), tensors),
-                    threshold=threshold,
+                    classifier=classifier,
+                    threshold=float(entry["threshold"]),
                     tokens=TokenSelection.from_dict(entry["tokens"]),
                     corruption=CorruptionSpec.from_dict(entry["corruption"]),
                     calibration=entry.get("calibration", {}),
@@ -240,7 +264,7 @@ class Guard:
         model = data.get("model")
         return cls(
             targets=targets,
-            model_fingerprint=ModelFingerprint.from_dict(model) if model else None,
-            seed=int(data.get("seed", 0)),
+            model_fingerprint=ModelFingerprint.from_dict(model) if model is not None else None,
+            seed=data.get("seed", 0),
             metadata=data.get("metadata", {}),
         )

@@ -8,8 +8,10 @@ flagged prompt run the plain ``input_ids`` path, so unflagged traffic costs noth
 from __future__ import annotations
 
 import hashlib
+import inspect
+import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Sequence
 
 import torch
@@ -20,18 +22,48 @@ from .guard import Guard, GuardDecision
 from .models import context_length
 from .prompts import PromptInput, RenderedPrompt, render_prompts
 
-__all__ = ["GuardedModel"]
+__all__ = ["GuardedModel", "PrefillInputs", "check_generation_args"]
 
 Truncation = Literal["error", "left"]
+Prompts = PromptInput | Sequence[PromptInput]
 
 
 @dataclass
-class _Encoded:
+class _Row:
     """One tokenized prompt with its corruption mask (True = corrupt this token)."""
 
     ids: list[int]
     mask: list[bool]
     decision: GuardDecision
+
+
+@dataclass
+class PrefillInputs:
+    """What the prefill pass receives for a left-padded batch.
+
+    ``inputs_embeds`` is None when no prompt is flagged (then ``input_ids`` is all the model needs);
+    otherwise it holds every row's embeddings, corrupted where the guard decided.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    inputs_embeds: torch.Tensor | None
+    decisions: list[GuardDecision]
+
+    @property
+    def position_ids(self) -> torch.Tensor:
+        """Positions counted from each row's first real token (left padding does not shift them)."""
+        return (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def check_generation_args(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    """Raise ``PromptError`` for generation settings no model can honour."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise PromptError(f"max_new_tokens must be a positive integer, not {max_new_tokens!r}")
+    if not temperature >= 0:
+        raise PromptError(f"temperature must be >= 0, not {temperature!r}")
+    if not 0 < top_p <= 1:
+        raise PromptError(f"top_p must lie in (0, 1], not {top_p!r}")
 
 
 class GuardedModel:
@@ -61,6 +93,7 @@ class GuardedModel:
         self.max_length = max_length or context_length(model)
         self._special_ids = set(tokenizer.all_special_ids)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.guard: Guard | None = None
         if guard is not None:
             self.attach(guard, force=force)
@@ -75,42 +108,53 @@ class GuardedModel:
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
 
-    # ----------------------------------------------------------------------------------- encoding
-    def _decide(self, rendered: list[RenderedPrompt]) -> list[GuardDecision]:
+    # ------------------------------------------------------------------------------------ encoding
+    def _rows(self, prompts: Prompts, chat: bool, reserve: int | Sequence[int] = 0) -> list[_Row]:
+        """Render, classify and tokenize prompts, check them against the context (keeping ``reserve``
+        tokens free per prompt) and build their corruption masks."""
+        rendered = render_prompts(prompts, self.tokenizer, chat=chat)
+        reserve = [reserve] * len(rendered) if isinstance(reserve, int) else list(reserve)
+        if len(reserve) != len(rendered):
+            raise PromptError(f"got {len(rendered)} prompts but {len(reserve)} continuations; give one per prompt")
         if self.guard is None:
-            return [GuardDecision(False, [], {}) for _ in rendered]
-        return self.guard.decide([r.user_text for r in rendered])
+            decisions = [GuardDecision(False, [], {}) for _ in rendered]
+        else:
+            decisions = self.guard.decide([r.user_text for r in rendered])
+        return [self._row(i, *args) for i, args in enumerate(zip(rendered, decisions, reserve))]
 
-    def _encode(self, rendered: list[RenderedPrompt], reserve: Sequence[int]) -> list[_Encoded]:
-        """Tokenize, check length against the context (keeping ``reserve`` tokens free) and build masks."""
-        decisions = self._decide(rendered)
-        encoded = []
-        for i, (prompt, decision, extra) in enumerate(zip(rendered, decisions, reserve, strict=True)):
-            enc = self.tokenizer(
-                prompt.text, add_special_tokens=prompt.add_special_tokens, return_offsets_mapping=True
-            )
-            ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    def _row(self, index: int, prompt: RenderedPrompt, decision: GuardDecision, reserve: int) -> _Row:
+        enc = self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        mask = [False] * len(ids)
+        if decision.flagged:
             special = [t in self._special_ids for t in ids]
-            mask = [False] * len(ids)
-            if decision.flagged:
-                for name in decision.targets:
-                    for j in self.guard.target(name).tokens.select(prompt, offsets, special):
-                        mask[j] = True
-            ids, mask = self._fit_context(i, ids, mask, extra)
-            decision.corrupted_tokens = sum(mask)
-            encoded.append(_Encoded(ids, mask, decision))
-        return encoded
+            for name in decision.targets:
+                for j in self.guard.target(name).tokens.select(prompt, offsets, special):
+                    mask[j] = True
+        ids, mask = self._fit_context(index, ids, mask, reserve)
+        if decision.flagged and not any(mask):
+            warnings.warn(
+                f"prompt {index} was flagged by {', '.join(decision.targets)} but its token selection picked no "
+                "token of the user's text, so it is answered uncorrupted",
+                stacklevel=4,
+            )
+        return _Row(ids, mask, replace(decision, corrupted_tokens=sum(mask)))
 
     def _fit_context(self, index: int, ids: list[int], mask: list[bool], extra: int) -> tuple[list[int], list[bool]]:
         if self.max_length is None or len(ids) + extra <= self.max_length:
             return ids, mask
         budget = self.max_length - extra
-        if self.truncation == "error" or budget <= 0:
+        if budget <= 0:
+            raise PromptError(
+                f"prompt {index}: {extra} new or scored tokens leave no room in the model's context of "
+                f"{self.max_length}; ask for fewer"
+            )
+        if self.truncation == "error":
             raise PromptError(
                 f"prompt {index} has {len(ids)} tokens; with {extra} more tokens it exceeds the model's context "
                 f"of {self.max_length}. Shorten it, lower the number of new tokens, or use truncation='left'"
             )
-        warnings.warn(f"prompt {index} truncated from the left to {budget} of its {len(ids)} tokens", stacklevel=3)
+        warnings.warn(f"prompt {index} truncated from the left to {budget} of its {len(ids)} tokens", stacklevel=4)
         return ids[-budget:], mask[-budget:]
 
     def _row_generator(self, ids: Sequence[int]) -> torch.Generator:
@@ -120,56 +164,68 @@ class GuardedModel:
         digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
         return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
 
-    def _batch(
-        self, rows: list[_Encoded], tails: list[list[int]] | None = None, *, left_pad: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Pad ``rows`` (plus optional uncorrupted ``tails``) into ids, attention mask and, if any row is
-        flagged, corrupted input embeddings."""
+    def _batch(self, rows: list[_Row], tails: Sequence[list[int]] | None = None) -> PrefillInputs:
+        """Left-pad ``rows`` (each followed by its uncorrupted ``tail``, if given) into a batch, with
+        corrupted input embeddings if any row has tokens to corrupt."""
         tails = tails or [[] for _ in rows]
         seqs = [r.ids + t for r, t in zip(rows, tails)]
         width = max(len(s) for s in seqs)
-        spans = [slice(width - len(s), width) if left_pad else slice(0, len(s)) for s in seqs]
         ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
         attention = torch.zeros((len(seqs), width), dtype=torch.long)
-        for b, (seq, span) in enumerate(zip(seqs, spans)):
-            ids[b, span] = torch.tensor(seq)
-            attention[b, span] = 1
-        device = self.device
-        ids, attention = ids.to(device), attention.to(device)
+        for b, seq in enumerate(seqs):
+            ids[b, width - len(seq) :] = torch.tensor(seq)
+            attention[b, width - len(seq) :] = 1
+        ids, attention = ids.to(self.device), attention.to(self.device)
+        decisions = [r.decision for r in rows]
         if not any(any(r.mask) for r in rows):
-            return ids, attention, None
+            return PrefillInputs(ids, attention, None, decisions)
         with torch.no_grad():
             embeds = self.model.get_input_embeddings()(ids)
-        for b, (row, span) in enumerate(zip(rows, spans)):
+        for b, (row, seq) in enumerate(zip(rows, seqs)):
             if not any(row.mask):
                 continue
             # Corrupt the row's own prompt span, unpadded, so its noise never depends on its batch-mates.
-            prompt = slice(span.start, span.start + len(row.ids))
-            mask = torch.tensor([row.mask], device=device)
+            start = width - len(seq)
+            prompt = slice(start, start + len(row.ids))
+            mask = torch.tensor([row.mask], device=self.device)
             generator = self._row_generator(row.ids)
             corrupted = embeds[b : b + 1, prompt]
             for spec in row.decision.corruptions:
                 corrupted = apply_corruption(spec, corrupted, mask, generator)
             embeds[b : b + 1, prompt] = corrupted
-        return ids, attention, embeds
+        return PrefillInputs(ids, attention, embeds, decisions)
 
-    def _prepare(
-        self, prompts: PromptInput | Sequence[PromptInput], chat: bool, reserve: int | Sequence[int] = 0
-    ) -> list[_Encoded]:
-        rendered = render_prompts(prompts, self.tokenizer, chat=chat)
-        if isinstance(reserve, int):
-            reserve = [reserve] * len(rendered)
-        return self._encode(rendered, reserve)
+    def _forward(self, batch: PrefillInputs, keep: int) -> torch.Tensor:
+        """Logits of the last ``keep`` positions of a left-padded batch, as float32."""
+        inputs = {"inputs_embeds": batch.inputs_embeds} if batch.inputs_embeds is not None else {"input_ids": batch.input_ids}
+        if self._keeps_logits:
+            inputs["logits_to_keep"] = keep  # saves a [B, T, V] tensor on large vocabularies
+        out = self.model(**inputs, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        return out.logits[:, -keep:].float()
+
+    @staticmethod
+    def _chunks(items: Sequence[Any], batch_size: int) -> list[Sequence[Any]]:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise PromptError(f"batch_size must be a positive integer, not {batch_size!r}")
+        return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
 
     # ----------------------------------------------------------------------------------- public API
-    def decide(self, prompts: PromptInput | Sequence[PromptInput], *, chat: bool = False) -> list[GuardDecision]:
+    def decide(self, prompts: Prompts, *, chat: bool = False) -> list[GuardDecision]:
         """The guard's decisions for ``prompts`` (targets, scores, tokens that would be corrupted)."""
-        return [row.decision for row in self._prepare(prompts, chat)]
+        return [row.decision for row in self._rows(prompts, chat)]
+
+    def prefill_inputs(self, prompts: Prompts, *, chat: bool = False, reserve_tokens: int = 0) -> PrefillInputs:
+        """The left-padded prefill batch for ``prompts``, with corrupted embeddings for flagged rows.
+
+        For running the prefill elsewhere (your own forward pass, an inference server that accepts
+        prompt embeddings); ``reserve_tokens`` keeps room in the context for that many new tokens.
+        """
+        return self._batch(self._rows(prompts, chat, reserve_tokens))
 
     @torch.no_grad()
     def generate(
         self,
-        prompts: PromptInput | Sequence[PromptInput],
+        prompts: Prompts,
         *,
         chat: bool = False,
         max_new_tokens: int = 64,
@@ -180,45 +236,41 @@ class GuardedModel:
         return_decisions: bool = False,
         **generate_kwargs: Any,
     ) -> list[str] | tuple[list[str], list[GuardDecision]]:
-        """Generate a completion per prompt (greedy when ``temperature`` is 0).
+        """Generate a completion per prompt: greedy when ``temperature`` is 0, else sampled with
+        ``temperature`` and ``top_p`` only (no top-k).
 
         Prompts are strings or chat conversations (lists of ``{"role", "content"}``); ``chat=True``
-        wraps plain strings in the chat template. Extra keyword arguments go to ``model.generate``.
+        wraps plain strings in the chat template. Sampling draws from one random stream per call, seeded
+        by ``seed`` (a fresh random seed when None), so a prompt's sample also depends on its batch.
+        Extra keyword arguments go to ``model.generate``; the global random state is left untouched.
         """
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise PromptError(f"max_new_tokens must be a positive integer, not {max_new_tokens!r}")
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise PromptError("temperature must be >= 0 and top_p in (0, 1]")
-        rows = self._prepare(prompts, chat, max_new_tokens)
-        sampling = {"do_sample": temperature > 0}
+        check_generation_args(max_new_tokens, temperature, top_p)
+        rows = self._rows(prompts, chat, max_new_tokens)
+        chunks = self._chunks(rows, batch_size)
+        sampling: dict[str, Any] = {"do_sample": temperature > 0}
         if temperature > 0:
-            sampling.update(temperature=temperature, top_p=top_p)
+            sampling.update(temperature=temperature, top_p=top_p, top_k=0)
+            seed = int.from_bytes(os.urandom(8), "little") >> 1 if seed is None else seed
+        forked = [self.device] if self.device.type == "cuda" else []
         texts: list[str] = []
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
+        with torch.random.fork_rng(devices=forked, enabled=temperature > 0):
+            if temperature > 0:
                 torch.manual_seed(seed)
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                ids, attention, embeds = self._batch(chunk, left_pad=True)
-                inputs = {"input_ids": ids, "attention_mask": attention}
-                if embeds is not None:
-                    inputs["inputs_embeds"] = embeds
+            for chunk in chunks:
+                batch = self._batch(chunk)
+                inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+                if batch.inputs_embeds is not None:
+                    inputs["inputs_embeds"] = batch.inputs_embeds
                 out = self.model.generate(
-                    **inputs,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=self._pad_id,
-                    **sampling,
-                    **generate_kwargs,
+                    **inputs, max_new_tokens=max_new_tokens, pad_token_id=self._pad_id, **sampling, **generate_kwargs
                 )
-                new = out[:, ids.shape[1] :]
-                texts.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
-        decisions = [r.decision for r in rows]
-        return (texts, decisions) if return_decisions else texts
+                texts.extend(self.tokenizer.batch_decode(out[:, batch.input_ids.shape[1] :], skip_special_tokens=True))
+        return self._with_decisions(texts, rows, return_decisions)
 
     @torch.no_grad()
     def score(
         self,
-        prompts: PromptInput | Sequence[PromptInput],
+        prompts: Prompts,
         continuations: str | Sequence[str],
         *,
         chat: bool = False,
@@ -236,42 +288,34 @@ class GuardedModel:
         for i, tail in enumerate(tails):
             if not tail:
                 raise PromptError(f"continuation {i} is empty; there is nothing to score")
-        rendered = render_prompts(prompts, self.tokenizer, chat=chat)
-        if len(rendered) != len(tails):
-            raise PromptError(f"got {len(rendered)} prompts but {len(tails)} continuations; give one per prompt")
-        rows = self._encode(rendered, [len(t) for t in tails])
+        rows = self._rows(prompts, chat, [len(t) for t in tails])
         results: list[torch.Tensor] = []
-        for start in range(0, len(rows), batch_size):
-            chunk, chunk_tails = rows[start : start + batch_size], tails[start : start + batch_size]
-            ids, attention, embeds = self._batch(chunk, chunk_tails, left_pad=False)
-            inputs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": ids}
-            logits = self.model(**inputs, attention_mask=attention).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for b, (row, tail) in enumerate(zip(chunk, chunk_tails)):
-                positions = torch.arange(len(row.ids) - 1, len(row.ids) + len(tail) - 1, device=logits.device)
-                targets = torch.tensor(tail, device=logits.device)
-                results.append(logprobs[b, positions, targets].cpu())
-        decisions = [r.decision for r in rows]
-        return (results, decisions) if return_decisions else results
+        for chunk in self._chunks(list(zip(rows, tails)), batch_size):
+            chunk_rows, chunk_tails = [r for r, _ in chunk], [t for _, t in chunk]
+            keep = max(len(t) for t in chunk_tails) + 1
+            logits = self._forward(self._batch(chunk_rows, chunk_tails), keep)
+            for b, tail in enumerate(chunk_tails):
+                # kept position keep-1 predicts the token after the last one; tail token j is predicted by
+                # kept position keep-1-len(tail)+j
+                predicting = logits[b, keep - 1 - len(tail) : keep - 1]
+                logprobs = torch.log_softmax(predicting, dim=-1)
+                results.append(logprobs.gather(-1, torch.tensor(tail, device=logprobs.device)[:, None])[:, 0].cpu())
+        return self._with_decisions(results, rows, return_decisions)
 
     @torch.no_grad()
     def next_token_logits(
         self,
-        prompts: PromptInput | Sequence[PromptInput],
+        prompts: Prompts,
         *,
         chat: bool = False,
         batch_size: int = 8,
         return_decisions: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[GuardDecision]]:
-        """Logits ``[B, V]`` of the token after each prompt."""
-        rows = self._prepare(prompts, chat)
-        chunks = []
-        for start in range(0, len(rows), batch_size):
-            ids, attention, embeds = self._batch(rows[start : start + batch_size], left_pad=True)
-            inputs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": ids}
-            positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: count positions from each row's start
-            logits = self.model(**inputs, attention_mask=attention, position_ids=positions).logits
-            chunks.append(logits[:, -1].float().cpu())
-        logits = torch.cat(chunks)
-        decisions = [r.decision for r in rows]
-        return (logits, decisions) if return_decisions else logits
+        """Logits ``[B, V]`` (float32) of the token after each prompt."""
+        rows = self._rows(prompts, chat)
+        logits = torch.cat([self._forward(self._batch(chunk), 1)[:, -1].cpu() for chunk in self._chunks(rows, batch_size)])
+        return self._with_decisions(logits, rows, return_decisions)
+
+    @staticmethod
+    def _with_decisions(result: Any, rows: list[_Row], return_decisions: bool) -> Any:
+        return (result, [r.decision for r in rows]) if return_decisions else result

@@ -24,6 +24,7 @@ __all__ = [
     "EmbeddedModel",
     "ModelFingerprint",
     "cache_dir",
+    "embedding_scale",
     "fingerprint",
     "load_model",
     "resolve_embedded",
@@ -122,7 +123,12 @@ def resolve_embedded(name: str, cache: str | os.PathLike | None = None) -> Path:
     entry = EMBEDDED_MODELS[name]
     path = entry.cached_path(cache)
     if not entry.is_cached(cache):
-        _convert_gguf(entry, path)
+        try:
+            _convert_gguf(entry, path)
+        except (ImportError, OSError, ValueError) as exc:
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"cannot convert the embedded model {name!r} into {path}: {exc}") from exc
     return path
 
 
@@ -141,9 +147,10 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ModelError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        dtype = DTYPES[dtype]
+        dtype = DTYPES.get(dtype, dtype)
+    if dtype not in DTYPES.values():
+        raise ModelError(f"unsupported dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    device = _check_device(device)
     name = str(name_or_path)
     if name in EMBEDDED_MODELS:
         source: str | Path = resolve_embedded(name, cache)
@@ -169,47 +176,86 @@ def load_model(
     return model, tokenizer
 
 
+def _check_device(device: str | torch.device) -> torch.device:
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelError(f"invalid device {device!r}: {exc}") from None
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if device.type in available and not available[device.type]():
+        raise ModelError(f"device {str(device)!r} is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ModelError(f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
 @dataclass(frozen=True)
 class ModelFingerprint:
-    """What identifies a model for a guard: a guard's strength is only meaningful for these embeddings."""
+    """What identifies a model for a guard: a guard's strength is only meaningful for these embeddings.
+
+    The input-embedding matrix is hashed twice, rounded to bfloat16 and to float16, and two models have
+    the same weights when either hash agrees: so float32, bfloat16 and float16 loads of the same
+    checkpoint all match, while any change to the weights beyond that precision is refused.
+    """
 
     architecture: str
     vocab_size: int
     hidden_size: int
     embedding_sha256: str
+    embedding_sha256_fp16: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelFingerprint":
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        values = {f.name: data[f.name] for f in fields(cls) if f.name != "embedding_sha256_fp16"}
+        return cls(**values, embedding_sha256_fp16=data.get("embedding_sha256_fp16", ""))
+
+    def _same_weights(self, other: "ModelFingerprint") -> bool:
+        return self.embedding_sha256 == other.embedding_sha256 or (
+            bool(self.embedding_sha256_fp16) and self.embedding_sha256_fp16 == other.embedding_sha256_fp16
+        )
 
     def differences(self, other: "ModelFingerprint") -> list[str]:
-        """Human-readable list of the fields where ``other`` differs from this fingerprint."""
-        return [
-            f"{f.name}: {getattr(self, f.name)!r} != {getattr(other, f.name)!r}"
-            for f in fields(self)
-            if getattr(self, f.name) != getattr(other, f.name)
+        """Human-readable list of what differs between this fingerprint and ``other`` (empty: same model)."""
+        found = [
+            f"{name}: {getattr(self, name)!r} != {getattr(other, name)!r}"
+            for name in ("architecture", "vocab_size", "hidden_size")
+            if getattr(self, name) != getattr(other, name)
         ]
+        if not self._same_weights(other):
+            found.append(f"embedding weights: sha256 {self.embedding_sha256[:12]}... != {other.embedding_sha256[:12]}...")
+        return found
+
+
+def _hash(weight: torch.Tensor, dtype: torch.dtype) -> str:
+    digest = hashlib.sha256()
+    digest.update(str(tuple(weight.shape)).encode())
+    digest.update(weight.to("cpu", dtype).contiguous().view(torch.int16).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def fingerprint(model: Any) -> ModelFingerprint:
-    """Fingerprint a causal LM from its config and a hash of its input-embedding matrix.
-
-    The matrix is hashed in bfloat16 so the same weights loaded in float32 or bfloat16 match.
-    """
+    """Fingerprint a causal LM from its config and its input-embedding matrix."""
     weight = model.get_input_embeddings().weight.detach()
-    digest = hashlib.sha256()
-    digest.update(str(tuple(weight.shape)).encode())
-    digest.update(weight.to("cpu", torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
     architectures = getattr(model.config, "architectures", None) or [type(model).__name__]
     return ModelFingerprint(
         architecture=architectures[0],
         vocab_size=int(weight.shape[0]),
         hidden_size=int(weight.shape[1]),
-        embedding_sha256=digest.hexdigest(),
+        embedding_sha256=_hash(weight, torch.bfloat16),
+        embedding_sha256_fp16=_hash(weight, torch.float16),
     )
+
+
+@torch.no_grad()
+def embedding_scale(model: Any, n_tokens: int = 2048) -> float:
+    """Standard deviation of the input embeddings the model actually sees (after any scaling its
+    embedding layer applies, as Gemma's does), over evenly spaced token ids: the natural unit of sigma."""
+    layer = model.get_input_embeddings()
+    ids = torch.linspace(0, layer.weight.shape[0] - 1, n_tokens).long().to(layer.weight.device)
+    return float(layer(ids).float().std())
 
 
 def context_length(model: Any) -> int | None:

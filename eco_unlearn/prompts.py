@@ -65,22 +65,24 @@ def _turn_ends(text: str, messages: list[Message], tokenizer: Any) -> list[int] 
     return ends
 
 
-def _locate(text: str, messages: list[Message], j: int, ends: list[int] | None, index: int) -> tuple[int, int]:
-    """Character span of user message ``j`` inside the rendered ``text``, searched within its own turn
-    (so the same words in a system message, an earlier turn or a role header are never taken for it)."""
-    if ends is not None:
-        window = (ends[j - 1] if j else 0, ends[j])
-    else:  # fall back to the text after the previous messages' contents
-        cursor = 0
-        for earlier in messages[:j]:
-            found = text.find(earlier["content"], cursor) if earlier["content"] else -1
-            cursor = found + len(earlier["content"]) if found >= 0 else cursor
-        window = (cursor, len(text))
-    for content in (messages[j]["content"], messages[j]["content"].strip()):
-        start = text.rfind(content, *window) if ends is not None else text.find(content, *window)
-        if content and start >= 0:
-            return start, start + len(content)
-    raise PromptError(f"prompt {index}: cannot locate user message {j} in the rendered chat template")
+def _content_spans(text: str, messages: list[Message], ends: list[int] | None) -> list[tuple[int, int] | None]:
+    """Character span of each message's content inside the rendered ``text`` (None where not found).
+
+    With known turn ends, each content is searched inside its own turn; otherwise messages are located
+    from the last to the first, each before the next one's start. Searching backwards finds the content
+    itself rather than an earlier look-alike (a system message, an earlier turn, the role header).
+    """
+    spans: list[tuple[int, int] | None] = [None] * len(messages)
+    bound = len(text)
+    for j in reversed(range(len(messages))):
+        low, high = (ends[j - 1] if j else 0, ends[j]) if ends is not None else (0, bound)
+        for content in dict.fromkeys((messages[j]["content"], messages[j]["content"].strip())):
+            start = text.rfind(content, low, high) if content else -1
+            if start >= 0:
+                spans[j] = (start, start + len(content))
+                bound = start
+                break
+    return spans
 
 
 def render_prompt(prompt: PromptInput, tokenizer: Any, *, chat: bool = False, index: int = 0) -> RenderedPrompt:
@@ -100,8 +102,14 @@ def render_prompt(prompt: PromptInput, tokenizer: Any, *, chat: bool = False, in
             "this tokenizer has no chat template; pass plain strings with chat=False (or --no-chat)"
         )
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ends = _turn_ends(text, messages, tokenizer)
-    spans = [_locate(text, messages, j, ends, index) for j, m in enumerate(messages) if m["role"] == "user" and m["content"]]
+    located = _content_spans(text, messages, _turn_ends(text, messages, tokenizer))
+    spans = []
+    for j, (message, span) in enumerate(zip(messages, located)):
+        if message["role"] != "user" or not message["content"]:
+            continue
+        if span is None:
+            raise PromptError(f"prompt {index}: cannot locate user message {j} in the rendered chat template")
+        spans.append(span)
     user_text = "\n".join(text[a:b] for a, b in spans)
     return RenderedPrompt(text, user_text, tuple(spans), templated=True)
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import GuardError
 from .prompts import RenderedPrompt
+from .text import phrase_regex
 
 __all__ = ["SELECTION_STRATEGIES", "TokenSelection", "user_token_indices"]
 
@@ -25,7 +26,7 @@ def _all(candidates: list[int], prompt: RenderedPrompt, offsets: Offsets, select
 
 
 def _all_but_last(candidates, prompt, offsets, selection):
-    return candidates[:-1]
+    return candidates[:-1] or candidates  # a one-token user text is corrupted whole, never left in the clear
 
 
 def _entities(candidates, prompt, offsets, selection):
@@ -51,7 +52,8 @@ SELECTION_STRATEGIES: dict[str, Strategy] = {
 class TokenSelection:
     """How to choose the prompt tokens to corrupt.
 
-    ``strategy``: ``all_but_last`` (every user token but the last; the default, as in the ECO paper),
+    ``strategy``: ``all_but_last`` (every user token but the last, as in the ECO paper; the only token
+    of a one-token text; the default),
     ``all``, or ``entities`` (tokens overlapping any of ``entities``; if none occurs, ``fallback``
     is used, or nothing is corrupted when ``fallback`` is None).
     """
@@ -73,7 +75,7 @@ class TokenSelection:
             raise GuardError("the fallback of a token selection cannot itself be 'entities'")
         if self.strategy == "entities" and not any(e.strip() for e in self.entities):
             raise GuardError("token selection 'entities' needs at least one non-empty entity string")
-        compiled = tuple(re.compile(re.escape(e.strip()), re.IGNORECASE) for e in self.entities if e.strip())
+        compiled = tuple(re.compile(phrase_regex(e), re.IGNORECASE) for e in self.entities if e.strip())
         object.__setattr__(self, "_compiled", compiled)
 
     def patterns(self) -> tuple[re.Pattern, ...]:
@@ -89,7 +91,10 @@ class TokenSelection:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TokenSelection":
-        return cls(data["strategy"], tuple(data.get("entities", ())), data.get("fallback", "all_but_last"))
+        entities = data.get("entities", ())
+        if not isinstance(entities, (list, tuple, str)):
+            raise GuardError(f"token selection 'entities' must be a list of strings, not {type(entities).__name__}")
+        return cls(data["strategy"], entities, data.get("fallback", "all_but_last"))
 
 
 def user_token_indices(prompt: RenderedPrompt, offsets: Offsets, special: Sequence[bool]) -> list[int]:

@@ -91,7 +91,6 @@ class _Runner:
     def __init__(self, model: Any, tokenizer: Any, config: OverheadConfig) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.guarded = GuardedModel(model, tokenizer, demo_guard(model))
-        self.tokenizer.padding_side = "left"
 
     def _texts(self, prompts: list[str]) -> list[str]:
         if not self.config.chat:
@@ -108,8 +107,7 @@ class _Runner:
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            rows = self.guarded._prepare(prompts, self.config.chat, self.config.new_tokens)
-            self.guarded._batch(rows, left_pad=True)
+            self.guarded.prefill_inputs(prompts, chat=self.config.chat, reserve_tokens=self.config.new_tokens)
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
@@ -120,7 +118,8 @@ class _Runner:
         start = time.perf_counter()
         if mode == "bare":
             enc = self.tokenizer(
-                self._texts(prompts), return_tensors="pt", padding=True, add_special_tokens=not self.config.chat
+                self._texts(prompts), return_tensors="pt", padding=True, padding_side="left",
+                add_special_tokens=not self.config.chat,
             )
             self.model.generate(
                 **enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=self.tokenizer.pad_token_id

@@ -12,7 +12,7 @@ from typing import Any
 from ..classifier import KeywordClassifier
 from ..corruption import CorruptionSpec
 from ..guard import Guard, Target
-from ..models import fingerprint
+from ..models import embedding_scale, fingerprint
 from ..tokens import TokenSelection
 
 __all__ = ["DEMO_CLEAN_PROMPTS", "DEMO_FORGET_PROMPTS", "DEMO_KEYWORDS", "demo_guard"]
@@ -37,20 +37,24 @@ DEMO_CLEAN_PROMPTS = (
     "Name a planet in our solar system.",
 )
 
-DEMO_SIGMA = 0.4  # chosen by hand on SmolLM2 (embedding std ~0.14); a fitted guard searches it instead
+# Noise of 3 embedding standard deviations: chosen by hand on SmolLM2 (std 0.136, so sigma 0.41) to make
+# it forget while still answering fluently; a fitted guard searches the strength instead.
+DEMO_RELATIVE_SIGMA = 3.0
 
 
-def demo_guard(model: Any | None = None, *, strength: float = DEMO_SIGMA) -> Guard:
-    """The demo guard, bound to ``model``'s fingerprint when one is given."""
+def demo_guard(model: Any, *, strength: float | None = None) -> Guard:
+    """The demo guard for ``model``: its sigma is 3x the model's embedding scale unless ``strength`` is given."""
+    if strength is None:
+        strength = DEMO_RELATIVE_SIGMA * embedding_scale(model)
     target = Target(
         name="harry-potter",
         classifier=KeywordClassifier(DEMO_KEYWORDS),
+        corruption=CorruptionSpec("gaussian_first_n", strength),
         threshold=0.5,
         tokens=TokenSelection("entities", entities=DEMO_KEYWORDS),
-        corruption=CorruptionSpec("gaussian_first_n", strength),
     )
     return Guard(
         [target],
-        model_fingerprint=fingerprint(model) if model is not None else None,
-        metadata={"source": "eco_unlearn.demo (keyword classifier, hand-set strength)"},
+        model_fingerprint=fingerprint(model),
+        metadata={"source": "eco_unlearn.demo (keyword classifier, strength set by hand relative to the embedding scale)"},
     )

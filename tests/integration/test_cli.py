@@ -50,7 +50,11 @@ def test_generate_table_and_models_and_inspect(cli, smollm2, tmp_path):
         (["generate", "--model", "/nonexistent/folder/x"], "unknown model"),
         (["generate", ""], "prompt 0 is empty"),
         (["generate", "--guard", "/nonexistent/guard", "hi"], "no guard folder"),
-        (["generate", "--truncation", "middle", "hi"], "truncation must be"),
+        (["generate", "--truncation", "middle", "hi"], "'middle' is not one of"),
+        (["generate", "--temperature", "warm", "hi"], "Invalid value for '--temperature'"),
+        (["generate", "--top-p", "0", "hi"], "top_p must lie in (0, 1]"),
+        (["generate", "--device", "cuda:99", "hi"], "device 'cuda:99'"),
+        (["nosuch"], "No such command"),
         (["inspect", "/nonexistent/guard"], "no guard folder"),
     ],
 )
@@ -58,6 +62,7 @@ def test_bad_input_gets_one_clear_error_line(cli, args, message):
     result = cli(*args)
     assert result.returncode == 2
     assert message in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [result.stderr.strip()]
     assert "Traceback" not in result.stderr
 
 

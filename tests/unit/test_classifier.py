@@ -97,3 +97,20 @@ def test_single_keyword_string():
     except GuardError:
         return
     assert clf.predict_proba(["I went to Hogwarts", "a b c"]).tolist() == [1.0, 0.0]
+
+
+
+def test_empty_regex_pattern_is_ignored_not_matching_everything():
+    """An empty pattern would flag every text; it is dropped (and alone it is an error)."""
+    assert KeywordClassifier(["Potter"], patterns=[""]).predict_proba(["hello"]).tolist() == [0.0]
+    with pytest.raises(GuardError):
+        KeywordClassifier(patterns=[""])
+
+
+def test_registering_an_existing_kind_needs_replace():
+    """The keyword kind cannot be replaced by accident."""
+    from eco_unlearn.classifier import register_classifier
+
+    with pytest.raises(GuardError, match="registered already"):
+        register_classifier(type("Other", (), {"kind": "keyword"}))
+    assert CLASSIFIERS["keyword"] is KeywordClassifier

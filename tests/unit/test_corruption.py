@@ -9,6 +9,7 @@ import torch
 
 from eco_unlearn.corruption import (
     CORRUPTIONS,
+    HIDDEN_SIZE,
     CorruptionSpec,
     apply_corruption,
     get_corruption,
@@ -38,7 +39,7 @@ def make_mask(seed: int = 1) -> torch.Tensor:
 
 def mid_strength(name: str) -> float:
     low, high = CORRUPTIONS[name].strength_range
-    if high == -1.0:  # sentinel: the hidden size
+    if high == HIDDEN_SIZE:
         return D / 2
     if math.isinf(high):
         return 0.5
@@ -307,7 +308,7 @@ def test_known_param_accepted():
     """Declared keyword-only parameters are accepted."""
     corruption = CorruptionSpec("gaussian_topk", 0.3, {"k": 4}).validate()
     assert corruption.name == "gaussian_topk"
-    assert corruption.params == ("k",)
+    assert corruption.params == {"k": 64}
 
 
 def test_spec_dict_round_trip():
@@ -339,7 +340,7 @@ def test_register_corruption_usable_through_spec():
                 new[..., 1:] = embeds[..., 1:]
             return torch.where(mask.unsqueeze(-1), new, embeds)
 
-        assert CORRUPTIONS["test_add_constant"].params == ("only_first",)
+        assert CORRUPTIONS["test_add_constant"].params == {"only_first": False}
         embeds, mask = make_embeds(), make_mask()
         out = run("test_add_constant", 2.0, embeds, mask)
         torch.testing.assert_close(out[mask], embeds[mask] + 2.0)
@@ -359,3 +360,44 @@ def test_corruptions_work_in_bfloat16():
     out = run("gaussian_first_n", 0.5, embeds, mask)
     assert out.dtype == torch.bfloat16
     assert torch.equal(out[~mask], embeds[~mask])
+
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"n_dims": "abc"}, "non-negative integer"), ({"n_dims": -2}, "non-negative integer"), ({"n_dims": 2.5}, "non-negative integer"),
+     ({"n_dims": True}, "non-negative integer")],
+)
+def test_parameter_types_are_checked(params, message):
+    """Parameters get the type their default implies; bad values fail at validation, not deep inside torch."""
+    with pytest.raises(CorruptionError, match=message):
+        CorruptionSpec("gaussian_first_n", 1.0, params).validate()
+    with pytest.raises(CorruptionError, match="non-negative integer"):
+        CorruptionSpec("gaussian_topk", 1.0, {"k": None}).validate()
+    CorruptionSpec("gaussian_first_n", 1.0, {"n_dims": None}).validate()
+
+
+@pytest.mark.parametrize("strength", ["1.0", None, True, float("inf")])
+def test_from_dict_rejects_non_numeric_strength(strength):
+    """A strength in guard.json that is not a finite number is refused when read."""
+    with pytest.raises(CorruptionError, match="finite number"):
+        CorruptionSpec.from_dict({"name": "gaussian_first_n", "strength": strength})
+
+
+def test_registering_an_existing_name_needs_replace():
+    """A built-in cannot be overridden by accident; replace=True makes it explicit."""
+    original = CORRUPTIONS["shuffle"]
+    with pytest.raises(CorruptionError, match="registered already"):
+        register_corruption("shuffle", (0.0, 1.0), "s")(lambda e, m, s, g: e)
+    try:
+        register_corruption("shuffle", (0.0, 1.0), "s", replace=True)(lambda e, m, s, g: e)
+        assert CORRUPTIONS["shuffle"] is not original
+    finally:
+        CORRUPTIONS["shuffle"] = original
+
+
+def test_specs_are_hashable_and_equal_by_value():
+    """Specs work as set members and cache keys."""
+    a = CorruptionSpec("gaussian_topk", 0.5, {"k": 8})
+    assert {a, CorruptionSpec("gaussian_topk", 0.5, {"k": 8})} == {a}
+    assert hash(a) != hash(CorruptionSpec("gaussian_topk", 0.5, {"k": 9}))

@@ -18,6 +18,8 @@ from eco_unlearn.models import fingerprint
 from eco_unlearn.tokens import TokenSelection
 from unit_helpers import LengthClassifier, make_guard
 
+NOISE = CorruptionSpec("gaussian_first_n", 1.0)
+
 
 def kw(*words):
     return KeywordClassifier(list(words))
@@ -30,26 +32,26 @@ def kw(*words):
 def test_target_needs_name(name):
     """A target with an empty (or non-string) name raises GuardError."""
     with pytest.raises(GuardError, match="non-empty name"):
-        Target(name, kw("x"))
+        Target(name, kw("x"), corruption=NOISE)
 
 
 @pytest.mark.parametrize("threshold", [-0.01, 1.01, float("nan"), "0.5", None])
 def test_target_threshold_range(threshold):
     """Thresholds outside [0, 1], NaN or non-numbers raise GuardError."""
     with pytest.raises(GuardError, match="threshold"):
-        Target("t", kw("x"), threshold=threshold)
+        Target("t", kw("x"), threshold=threshold, corruption=NOISE)
 
 
 @pytest.mark.parametrize("threshold", [0, 0.0, 1, 1.0, 0.3])
 def test_target_threshold_bounds_allowed(threshold):
     """0 and 1 are valid thresholds."""
-    assert Target("t", kw("x"), threshold=threshold).threshold == threshold
+    assert Target("t", kw("x"), threshold=threshold, corruption=NOISE).threshold == threshold
 
 
 def test_target_rejects_non_classifier_and_bad_corruption():
     """The classifier must follow the protocol; the corruption spec is validated."""
     with pytest.raises(GuardError, match="classifier lacks"):
-        Target("t", object())
+        Target("t", object(), corruption=NOISE)
     with pytest.raises(CorruptionError, match="unknown corruption"):
         Target("t", kw("x"), corruption=CorruptionSpec("nope", 1.0))
     with pytest.raises(CorruptionError, match="out of range"):
@@ -61,12 +63,12 @@ def test_guard_needs_targets_with_unique_names():
     with pytest.raises(GuardError, match="at least one target"):
         Guard([])
     with pytest.raises(GuardError, match="repeated: a"):
-        Guard([Target("a", kw("x")), Target("b", kw("y")), Target("a", kw("z"))])
+        Guard([Target("a", kw("x"), corruption=NOISE), Target("b", kw("y"), corruption=NOISE), Target("a", kw("z"), corruption=NOISE)])
 
 
 def test_guard_target_lookup():
     """target() finds by name, and an unknown name lists the existing ones."""
-    guard = Guard([Target("a", kw("x")), Target("b", kw("y"))])
+    guard = Guard([Target("a", kw("x"), corruption=NOISE), Target("b", kw("y"), corruption=NOISE)])
     assert guard.target("b").name == "b"
     with pytest.raises(GuardError, match="has: a, b"):
         guard.target("c")
@@ -81,8 +83,8 @@ def test_decide_flags_per_threshold_and_reports_scores(length_classifier_kind):
     length = LengthClassifier(torch.tensor(1.0), torch.tensor(-10.0))
     guard = Guard(
         [
-            Target("long", length, threshold=0.5),
-            Target("hp", kw("Harry Potter"), threshold=1.0),
+            Target("long", length, threshold=0.5, corruption=NOISE),
+            Target("hp", kw("Harry Potter"), threshold=1.0, corruption=NOISE),
         ]
     )
     decisions = guard.decide(["abc", "0123456789", "Harry Potter", "x" * 20])
@@ -98,7 +100,7 @@ def test_decide_flags_per_threshold_and_reports_scores(length_classifier_kind):
 
 def test_decide_threshold_is_inclusive():
     """score == threshold flags; threshold 1.0 on a keyword still flags a match."""
-    guard = Guard([Target("hp", kw("Hogwarts"), threshold=1.0)])
+    guard = Guard([Target("hp", kw("Hogwarts"), threshold=1.0, corruption=NOISE)])
     assert [d.flagged for d in guard.decide(["Hogwarts", "Paris"])] == [True, False]
 
 
@@ -190,7 +192,7 @@ def test_save_without_fingerprint(tmp_path):
 def test_classifier_with_tensors_saved_and_reloaded(tmp_path, length_classifier_kind, model):
     """A registered classifier's tensors go to classifiers/<i>.safetensors and come back on load."""
     clf = LengthClassifier(torch.tensor(0.5), torch.tensor(-3.0))
-    guard = Guard([Target("hp", kw("Hogwarts")), Target("len", clf, threshold=0.9)], model_fingerprint=fingerprint(model))
+    guard = Guard([Target("hp", kw("Hogwarts"), corruption=NOISE), Target("len", clf, threshold=0.9, corruption=NOISE)], model_fingerprint=fingerprint(model))
     path = guard.save(tmp_path / "g")
     weights = path / "classifiers" / "1.safetensors"
     assert weights.is_file()
@@ -207,7 +209,7 @@ def test_classifier_with_tensors_saved_and_reloaded(tmp_path, length_classifier_
 
 def test_classifier_weights_missing_or_corrupt(tmp_path, length_classifier_kind):
     """Missing or corrupt safetensors weights raise GuardError."""
-    guard = Guard([Target("len", LengthClassifier(torch.tensor(1.0), torch.tensor(0.0)))])
+    guard = Guard([Target("len", LengthClassifier(torch.tensor(1.0), torch.tensor(0.0)), corruption=NOISE)])
     path = guard.save(tmp_path / "g")
     weights = path / "classifiers" / "0.safetensors"
     weights.write_bytes(b"not a safetensors file")
@@ -234,7 +236,7 @@ def test_failed_save_keeps_old_guard(tmp_path, model, length_classifier_kind, mo
     old.save(path)
     before = {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
-    failing = Guard([Target("hp", kw("x")), Target("len", LengthClassifier(torch.tensor(1.0), torch.tensor(0.0), fail_tensors=True))])
+    failing = Guard([Target("hp", kw("x"), corruption=NOISE), Target("len", LengthClassifier(torch.tensor(1.0), torch.tensor(0.0), fail_tensors=True), corruption=NOISE)])
     with pytest.raises(RuntimeError, match="disk full"):
         failing.save(path)
     # also a failure in a built-in classifier's tensors()
@@ -272,7 +274,7 @@ def test_load_missing_folder(tmp_path):
 def test_load_file_instead_of_folder(tmp_path):
     """A regular file is not a guard folder."""
     (tmp_path / "f").write_text("{}")
-    with pytest.raises(GuardError, match="no guard folder"):
+    with pytest.raises(GuardError, match="is a file, not a guard folder"):
         Guard.load(tmp_path / "f")
 
 
@@ -362,7 +364,7 @@ def test_load_unknown_corruption(saved):
     "mutate,match",
     [
         (lambda d: d["targets"][0].__setitem__("threshold", 1.5), "threshold"),
-        (lambda d: d["targets"][0].__setitem__("threshold", float("nan")), "NaN threshold"),
+        (lambda d: d["targets"][0].__setitem__("threshold", float("nan")), "threshold nan must lie in"),
         (lambda d: d["targets"][0].__setitem__("threshold", "high"), "malformed"),
         (lambda d: d["targets"][0]["tokens"].__setitem__("strategy", "middle"), "unknown token selection"),
         (lambda d: d["targets"][0]["corruption"].__setitem__("strength", -1), "out of range"),
@@ -397,7 +399,7 @@ def test_check_model_accepts_own_model(model, tok):
 def test_check_model_rejects_other_model(model, other_model, tok):
     """A fingerprint from another model raises IncompatibleGuardError; force=True only warns."""
     guard = make_guard(other_model)
-    with pytest.raises(IncompatibleGuardError, match="embedding_sha256"):
+    with pytest.raises(IncompatibleGuardError, match="embedding weights"):
         guard.check_model(model)
     with pytest.raises(IncompatibleGuardError, match="force=True"):
         GuardedModel(model, tok, guard)
@@ -409,11 +411,81 @@ def test_check_model_rejects_other_model(model, other_model, tok):
 
 
 def test_check_model_without_fingerprint_still_validates_strength(model):
-    """Without a fingerprint any model is accepted, but strengths are checked against its hidden size."""
-    make_guard(None).check_model(model)
+    """Without a fingerprint any model is accepted with a warning, but strengths are checked against its hidden size."""
+    with pytest.warns(UserWarning, match="no model fingerprint"):
+        make_guard(None).check_model(model)
     too_many = make_guard(None, corruption=CorruptionSpec("zero_topk", 33))  # hidden size is 32
     with pytest.raises(CorruptionError, match=r"\[0, 32\]"):
         too_many.check_model(model)
+
+
+def test_target_requires_a_corruption_spec():
+    """A target cannot be built without a corruption, and CorruptionSpec has no default strength."""
+    with pytest.raises(TypeError):
+        Target("t", kw("x"))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        CorruptionSpec("gaussian_first_n")  # type: ignore[call-arg]
+    with pytest.raises(GuardError, match="CorruptionSpec"):
+        Target("t", kw("x"), corruption={"name": "gaussian_first_n", "strength": 1.0})
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1, 1.5, "7", True])
+def test_guard_seed_must_be_a_64_bit_integer(seed):
+    """Seeds that would overflow the noise generator (or are not integers) are refused up front."""
+    with pytest.raises(GuardError, match="64-bit"):
+        Guard([Target("t", kw("x"), corruption=NOISE)], seed=seed)
+
+
+def test_save_refuses_a_folder_that_is_not_a_guard(tmp_path, model):
+    """Saving into a folder holding other files (or onto a file) is refused and nothing is deleted."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "important.txt").write_text("keep me")
+    with pytest.raises(GuardError, match="not a guard"):
+        make_guard(model).save(folder)
+    assert (folder / "important.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GuardError, match="is a file"):
+        make_guard(model).save(tmp_path / "file")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    make_guard(model).save(empty)  # an empty folder is fine, and so is overwriting a guard
+    make_guard(model, seed=3).save(empty)
+    assert Guard.load(empty).seed == 3
+
+
+def test_load_rejects_an_empty_model_fingerprint(saved):
+    """'model': {} is malformed (only null means 'no fingerprint'), so the check cannot be switched off by accident."""
+    path, data = saved
+    data["model"] = {}
+    rewrite(path, data)
+    with pytest.raises(GuardError, match="malformed"):
+        Guard.load(path)
+
+
+def test_load_wraps_errors_of_custom_classifiers(saved, length_classifier_kind):
+    """A registered classifier whose from_config raises gives a GuardError naming the target."""
+    path, data = saved
+    data["targets"][0]["classifier"] = {"kind": length_classifier_kind.kind, "config": {}}
+    rewrite(path, data)
+    with pytest.raises(GuardError, match="cannot rebuild"):
+        Guard.load(path)
+
+
+def test_unreadable_manifest_is_a_guard_error(saved):
+    """A guard.json that cannot be read gives a GuardError, not an OSError traceback."""
+    import os
+
+    path, _ = saved
+    if os.geteuid() == 0:
+        os.replace(path / "guard.json", path / "guard.json.bak")
+        (path / "guard.json").mkdir()  # root ignores file modes: a folder in its place cannot be read either
+        with pytest.raises(GuardError):
+            Guard.load(path)
+    else:
+        (path / "guard.json").chmod(0)
+        with pytest.raises(GuardError, match="cannot read"):
+            Guard.load(path)
 
 
 def test_attach_and_detach(model, tok, other_model):

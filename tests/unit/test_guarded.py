@@ -93,7 +93,10 @@ def test_unflagged_logits_identical_to_bare_and_direct(guarded, bare, model, tok
     got = guarded.next_token_logits(CLEAN)
     assert got.shape == (1, len(tok))
     assert torch.equal(got, bare.next_token_logits(CLEAN))
-    assert torch.equal(got, direct)
+    with torch.no_grad():  # the path generate() takes for its prefill: logits of the last position only
+        last_only = model(input_ids=ids, attention_mask=torch.ones_like(ids), logits_to_keep=1).logits[:, -1]
+    assert torch.equal(got, last_only)
+    assert torch.allclose(got, direct, atol=1e-6)  # a full forward differs only in matmul rounding
 
 
 def test_unflagged_score_identical_to_bare_and_direct(guarded, bare, model, tok):
@@ -433,10 +436,14 @@ def test_bad_max_new_tokens(guarded, max_new_tokens):
         guarded.generate(FLAGGED, max_new_tokens=max_new_tokens)
 
 
-@pytest.mark.parametrize("kwargs", [{"temperature": -0.1}, {"top_p": 0.0}, {"top_p": 1.5}])
-def test_bad_sampling_parameters(guarded, kwargs):
-    """Negative temperature or top_p outside (0, 1] raise PromptError."""
-    with pytest.raises(PromptError, match="temperature"):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"temperature": -0.1}, "temperature"), ({"temperature": float("nan")}, "temperature"),
+     ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p")],
+)
+def test_bad_sampling_parameters(guarded, kwargs, message):
+    """Negative (or NaN) temperature or top_p outside (0, 1] raise PromptError naming the setting."""
+    with pytest.raises(PromptError, match=message):
         guarded.generate(FLAGGED, max_new_tokens=2, **kwargs)
 
 
@@ -500,3 +507,57 @@ def test_left_padding_positions_absolute_position_model(tok):
     gm = GuardedModel(gpt, tok)
     batched = gm.next_token_logits([CLEAN, CLEAN_SHORT])
     torch.testing.assert_close(batched[1], gm.next_token_logits(CLEAN_SHORT)[0], atol=1e-5, rtol=0)
+
+
+
+def test_unseeded_sampling_varies_and_seeded_sampling_repeats(guarded):
+    """Without a seed, two sampled generations differ; with one, they repeat exactly."""
+    kwargs = dict(max_new_tokens=12, temperature=1.5)
+    runs = {tuple(guarded.generate([CLEAN, FLAGGED], **kwargs)) for _ in range(4)}
+    assert len(runs) > 1
+    assert guarded.generate(CLEAN, seed=3, **kwargs) == guarded.generate(CLEAN, seed=3, **kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5])
+def test_bad_batch_size(guarded, batch_size):
+    """batch_size must be a positive integer."""
+    with pytest.raises(PromptError, match="batch_size"):
+        guarded.next_token_logits(CLEAN, batch_size=batch_size)
+
+
+def test_no_room_for_new_tokens_is_explained(model, tok, guard):
+    """Asking for more new tokens than the context holds is refused even with truncation='left'."""
+    gm = GuardedModel(model, tok, guard, truncation="left")
+    with pytest.raises(PromptError, match="leave no room"):
+        gm.generate(CLEAN, max_new_tokens=200)
+
+
+def test_flagged_prompt_with_nothing_to_corrupt_warns(model, tok):
+    """A flagged prompt whose selection picks no token is reported, not silently answered in the clear."""
+    guard = make_guard(model, tokens=TokenSelection("entities", ("Hermione",), fallback=None))
+    gm = GuardedModel(model, tok, guard)
+    with pytest.warns(UserWarning, match="answered uncorrupted"):
+        decision = gm.decide(FLAGGED)[0]
+    assert decision.flagged and decision.corrupted_tokens == 0
+
+
+def test_prefill_inputs_match_what_generate_feeds_the_model(guarded, record_forward):
+    """The public prefill batch is exactly what the prefill pass receives."""
+    batch = guarded.prefill_inputs([FLAGGED, CLEAN_SHORT], reserve_tokens=NEW)
+    assert batch.inputs_embeds is not None and [d.flagged for d in batch.decisions] == [True, False]
+    real = batch.attention_mask[1].bool()
+    assert batch.position_ids[1][real].tolist() == list(range(int(real.sum())))  # the padded row counts from 0
+    guarded.generate([FLAGGED, CLEAN_SHORT], max_new_tokens=NEW)
+    assert torch.equal(record_forward[0]["inputs_embeds"], batch.inputs_embeds)
+    clean = guarded.prefill_inputs(CLEAN)
+    assert clean.inputs_embeds is None and clean.position_ids.tolist() == [list(range(clean.input_ids.shape[1]))]
+
+
+def test_score_matches_full_logits_for_mixed_lengths(guarded, model, tok):
+    """Scoring keeps only the logits it needs; per-token values equal those from full logits."""
+    prompts, answers = [FLAGGED, CLEAN_SHORT, CLEAN], [" Paris", " is a wizard at Hogwarts", " dog"]
+    fast = guarded.score(prompts, answers)
+    for prompt, answer, got in zip(prompts, answers, fast):
+        alone = guarded.score(prompt, answer)[0]
+        assert got.shape == alone.shape and torch.allclose(got, alone, atol=1e-5)
+    assert torch.allclose(fast[2], direct_logprobs(model, tok, CLEAN, " dog"), atol=1e-5)

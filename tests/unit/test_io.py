@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 
@@ -111,6 +112,7 @@ def test_atomic_dir_failed_final_rename_restores_old(tmp_path, monkeypatch):
         return real_replace(src, dst)
 
     monkeypatch.setattr(eio.os, "replace", flaky)
+    monkeypatch.setattr(eio, "_exchange", lambda a, b: False)  # the two-rename path, as without renameat2
     with pytest.raises(OSError, match="cross-device"):
         with atomic_dir(target) as tmp:
             (tmp / "new.txt").write_text("new")
@@ -118,3 +120,32 @@ def test_atomic_dir_failed_final_rename_restores_old(tmp_path, monkeypatch):
     assert len(calls) == 3
     assert tree(target) == {"keep.txt": b"keep"}
     assert listing(tmp_path) == ["out"]
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "renameat2"), reason="no renameat2 in this C library")
+def test_atomic_dir_swaps_in_one_step_and_keeps_no_backup(tmp_path, monkeypatch):
+    """Replacing a folder never renames it away first (readers see old or new), and leaves no backup."""
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    renames = []
+    real_replace = eio.os.replace
+    monkeypatch.setattr(eio.os, "replace", lambda a, b: (renames.append((a, b)), real_replace(a, b)))
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert renames == []  # renameat2(RENAME_EXCHANGE) swapped the folders
+    assert tree(target) == {"new.txt": b"new"}
+    assert listing(tmp_path) == ["out"]
+
+
+def test_atomic_writes_use_normal_permissions(tmp_path):
+    """Saved files and folders are readable by others under the usual umask, not private like temp files."""
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

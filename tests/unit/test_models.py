@@ -21,9 +21,19 @@ def test_fingerprint_fields_and_stability(model):
     assert fingerprint(model) == fp
 
 
-def test_fingerprint_same_for_bfloat16_copy(model):
-    """A bfloat16 copy of the same weights has the same fingerprint."""
-    assert fingerprint(copy.deepcopy(model).to(torch.bfloat16)) == fingerprint(model)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fingerprint_matches_lower_precision_copies(model, dtype):
+    """bfloat16 and float16 copies of the same weights count as the same model, both ways."""
+    low = fingerprint(copy.deepcopy(model).to(dtype))
+    assert fingerprint(model).differences(low) == []
+    assert low.differences(fingerprint(model)) == []
+
+
+def test_fingerprint_float16_and_bfloat16_copies_of_one_checkpoint_match(model):
+    """A guard fitted on a bfloat16 load attaches to a float16 load of the same float32 weights only
+    if the fp16 hash of the guard's (bf16) weights agrees; it is recorded, so the float32 original matches both."""
+    full = fingerprint(model)
+    assert full.embedding_sha256_fp16 and full.embedding_sha256_fp16 != full.embedding_sha256
 
 
 def test_fingerprint_changes_with_one_embedding_entry(model):
@@ -32,14 +42,14 @@ def test_fingerprint_changes_with_one_embedding_entry(model):
     with torch.no_grad():
         changed.get_input_embeddings().weight[7, 3] += 1.0
     a, b = fingerprint(model), fingerprint(changed)
-    assert a.embedding_sha256 != b.embedding_sha256
-    assert a.differences(b) == [f"embedding_sha256: {a.embedding_sha256!r} != {b.embedding_sha256!r}"]
+    assert a.embedding_sha256 != b.embedding_sha256 and a.embedding_sha256_fp16 != b.embedding_sha256_fp16
+    assert a.differences(b) == [f"embedding weights: sha256 {a.embedding_sha256[:12]}... != {b.embedding_sha256[:12]}..."]
 
 
 def test_fingerprint_differs_between_models(model, other_model):
     """Two random models of the same shape differ only in the embedding hash."""
     diffs = fingerprint(model).differences(fingerprint(other_model))
-    assert len(diffs) == 1 and diffs[0].startswith("embedding_sha256:")
+    assert len(diffs) == 1 and diffs[0].startswith("embedding weights:")
 
 
 def test_fingerprint_falls_back_to_class_name(model):
@@ -94,7 +104,7 @@ def test_load_model_folder_without_config(tmp_path):
 
 def test_load_model_unknown_dtype(saved_model_dir):
     """An unknown dtype string raises ModelError."""
-    with pytest.raises(ModelError, match="unknown dtype 'float8'"):
+    with pytest.raises(ModelError, match="unsupported dtype 'float8'"):
         load_model(saved_model_dir, dtype="float8")
 
 
@@ -123,4 +133,13 @@ def test_load_model_bfloat16(saved_model_dir, model):
     """dtype='bfloat16' loads bf16 weights with the same fingerprint as the float32 model."""
     loaded, _ = load_model(saved_model_dir, dtype="bfloat16")
     assert loaded.dtype == torch.bfloat16
-    assert fingerprint(loaded) == fingerprint(model)
+    assert fingerprint(loaded).differences(fingerprint(model)) == []
+
+
+@pytest.mark.parametrize("device", ["nonsense", "cuda:0"])
+def test_load_model_bad_device(saved_model_dir, device):
+    """An invalid device, or a GPU this machine lacks, raises ModelError instead of a torch traceback."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ModelError, match="device"):
+        load_model(saved_model_dir, device=device)

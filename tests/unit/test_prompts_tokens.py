@@ -201,13 +201,29 @@ def test_entities_match_case_insensitively(tok, entity):
     assert token_texts(r, offsets, chosen) == ["Harry", "Potter"]
 
 
-def test_entities_select_partially_overlapping_tokens(tok):
-    """An entity covering part of a token selects that whole token, and all occurrences are found."""
+def test_entities_match_whole_words_at_every_occurrence(tok):
+    """Entities match as whole words (like the keyword classifier), at every occurrence."""
     r = render_prompt("Harry Potter and Harry went to Hogwarts", tok)
     ids, offsets, special = tokenize(tok, r)
-    chosen = TokenSelection("entities", ("arr", "warts")).select(r, offsets, special)
+    chosen = TokenSelection("entities", ("harry", "Hogwarts")).select(r, offsets, special)
     assert token_texts(r, offsets, chosen) == ["Harry", "Harry", "Hogwarts"]
     assert chosen == [0, 3, 7]
+    assert TokenSelection("entities", ("arr", "warts"), fallback=None).select(r, offsets, special) == []
+
+
+def test_entity_inside_a_longer_word_is_not_selected(tok):
+    """'Muggle' does not select tokens of 'smuggled' (the classifier would not flag it either)."""
+    r = render_prompt("The smuggled Muggle book", tok)
+    ids, offsets, special = tokenize(tok, r)
+    chosen = TokenSelection("entities", ("Muggle",), fallback=None).select(r, offsets, special)
+    assert "".join(token_texts(r, offsets, chosen)).strip() == "Muggle"
+
+
+def test_entities_from_dict_accepts_a_single_string():
+    """A guard.json whose entities is one string means one entity, not its letters."""
+    assert TokenSelection.from_dict({"strategy": "entities", "entities": "Harry Potter"}).entities == ("Harry Potter",)
+    with pytest.raises(GuardError, match="list of strings"):
+        TokenSelection.from_dict({"strategy": "entities", "entities": 3})
 
 
 def test_entities_in_system_message_are_ignored(tok):
@@ -262,3 +278,28 @@ def test_entities_given_as_plain_string(tok):
     except GuardError:
         return
     assert chosen == []
+
+
+
+def test_one_token_user_text_is_corrupted_whole(tok):
+    """all_but_last never leaves a one-token user text in the clear: its only token is selected."""
+    r = render_prompt("Harry", tok)
+    ids, offsets, special = tokenize(tok, r)
+    assert len(user_token_indices(r, offsets, special)) == 1
+    assert TokenSelection().select(r, offsets, special) == user_token_indices(r, offsets, special)
+
+
+def test_user_message_found_when_the_template_cannot_render_prefixes(tok):
+    """With a template that rejects partial conversations, the user's text is still located in its own
+    turn, not in the role header or an earlier message with the same words."""
+    picky = copy.deepcopy(tok)
+    picky.chat_template = (
+        "{% if messages[-1]['role'] != 'user' %}{{ raise_exception('must end with user') }}{% endif %}"
+        + tok.chat_template
+    )
+    messages = [{"role": "system", "content": "user"}, {"role": "user", "content": "user"}]
+    r = render_prompt(messages, picky)
+    (start, end), = r.user_spans
+    assert r.text[start:end] == "user"
+    assert r.text[:start].endswith("<|im_start|>user\n")
+    assert r.text[:start].count("user") == 2  # the system message's content and the user's role header
