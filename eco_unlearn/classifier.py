@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import GuardError
-from .text import phrase_regex
+from .text import as_phrases, phrase_regex
 
 __all__ = ["CLASSIFIERS", "KeywordClassifier", "PromptClassifier", "register_classifier"]
 
@@ -63,10 +63,8 @@ class KeywordClassifier:
     kind: ClassVar[str] = "keyword"
 
     def __init__(self, keywords: str | Sequence[str] = (), *, patterns: str | Sequence[str] = ()) -> None:
-        keywords = [keywords] if isinstance(keywords, str) else keywords
-        patterns = [patterns] if isinstance(patterns, str) else patterns
-        self.keywords = [k for k in (str(k).strip() for k in keywords) if k]
-        self.patterns = [p for p in patterns if p]  # an empty regex would match every text
+        self.keywords = [k for k in (str(k).strip() for k in as_phrases(keywords)) if k]
+        self.patterns = [p for p in as_phrases(patterns) if p]  # an empty regex would match every text
         if not self.keywords and not self.patterns:
             raise GuardError("a keyword classifier needs at least one keyword or pattern")
         regexes = [phrase_regex(k) for k in self.keywords]

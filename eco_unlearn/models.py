@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -125,9 +125,9 @@ def resolve_embedded(name: str, cache: str | os.PathLike | None = None) -> Path:
     if not entry.is_cached(cache):
         try:
             _convert_gguf(entry, path)
+        except ModelError:
+            raise
         except (ImportError, OSError, ValueError) as exc:
-            if isinstance(exc, ModelError):
-                raise
             raise ModelError(f"cannot convert the embedded model {name!r} into {path}: {exc}") from exc
     return path
 
@@ -209,8 +209,8 @@ class ModelFingerprint:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelFingerprint":
-        values = {f.name: data[f.name] for f in fields(cls) if f.name != "embedding_sha256_fp16"}
-        return cls(**values, embedding_sha256_fp16=data.get("embedding_sha256_fp16", ""))
+        # fields with a default are optional, so fingerprints written before they existed still load
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data or f.default is MISSING})
 
     def _same_weights(self, other: "ModelFingerprint") -> bool:
         return self.embedding_sha256 == other.embedding_sha256 or (

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["phrase_regex"]
+from typing import Sequence
+
+__all__ = ["as_phrases", "phrase_regex"]
+
+
+def as_phrases(value: str | Sequence[str]) -> tuple[str, ...]:
+    """A single string is one phrase, not a sequence of letters; any other sequence is taken as is."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def phrase_regex(phrase: str) -> str:

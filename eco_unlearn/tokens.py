@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import GuardError
 from .prompts import RenderedPrompt
-from .text import phrase_regex
+from .text import as_phrases, phrase_regex
 
 __all__ = ["SELECTION_STRATEGIES", "TokenSelection", "user_token_indices"]
 
@@ -64,8 +64,7 @@ class TokenSelection:
     _compiled: tuple[re.Pattern, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        entities = (self.entities,) if isinstance(self.entities, str) else tuple(self.entities)
-        object.__setattr__(self, "entities", entities)
+        object.__setattr__(self, "entities", as_phrases(self.entities))
         for name in (self.strategy, self.fallback):
             if name is not None and name not in SELECTION_STRATEGIES:
                 raise GuardError(

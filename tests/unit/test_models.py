@@ -143,3 +143,13 @@ def test_load_model_bad_device(saved_model_dir, device):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ModelError, match="device"):
         load_model(saved_model_dir, device=device)
+
+
+def test_fingerprint_from_dict_optional_and_required_fields(model):
+    """Fields with defaults may be absent (older guards); required ones may not."""
+    data = fingerprint(model).to_dict()
+    del data["embedding_sha256_fp16"]
+    assert ModelFingerprint.from_dict(data).embedding_sha256_fp16 == ""
+    del data["embedding_sha256"]
+    with pytest.raises(KeyError):
+        ModelFingerprint.from_dict(data)
