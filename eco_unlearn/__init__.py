@@ -6,7 +6,17 @@ applied to those prompts' input embeddings at the prefill pass only.
 
 __version__ = "0.1.0"
 
-from .classifier import CLASSIFIERS, KeywordClassifier, PromptClassifier, register_classifier
+from .classifier import (
+    CLASSIFIERS,
+    AnyOfClassifier,
+    ConstantClassifier,
+    EncoderClassifier,
+    KeywordClassifier,
+    PromptClassifier,
+    load_classifier,
+    register_classifier,
+    save_classifier,
+)
 from .corruption import CORRUPTIONS, CorruptionSpec, register_corruption
 from .errors import (
     CorruptionError,
@@ -16,13 +26,30 @@ from .errors import (
     ModelError,
     PromptError,
 )
+from .fit import FitReport, FitResult, fit_classifier, fit_guard
 from .guard import Guard, GuardDecision, Target
 from .guarded import GuardedModel, PrefillInputs
+from .items import PromptItem, read_items
 from .models import EMBEDDED_MODELS, ModelFingerprint, fingerprint, load_model
+from .objectives import OBJECTIVES, Objective, register_objective
 from .tokens import TokenSelection
 
 __all__ = [
+    "AnyOfClassifier",
     "CLASSIFIERS",
+    "ConstantClassifier",
+    "EncoderClassifier",
+    "FitReport",
+    "FitResult",
+    "OBJECTIVES",
+    "Objective",
+    "PromptItem",
+    "fit_classifier",
+    "fit_guard",
+    "load_classifier",
+    "read_items",
+    "register_objective",
+    "save_classifier",
     "CORRUPTIONS",
     "CorruptionError",
     "CorruptionSpec",

@@ -69,22 +69,35 @@ def _load(model: str, dtype: str, device: str) -> tuple[Any, Any]:
         return load_model(model, dtype=dtype, device=device)
 
 
-def _load_guard(spec: str | None, model: Any):
-    from .demo import demo_guard
+def _load_guard(spec: str | None, model_name: str):
+    from .demo import demo_guard_path
+    from .errors import GuardError
     from .guard import Guard
 
     if spec is None:
         return None
     if spec == "demo":
-        return demo_guard(model)
+        path = demo_guard_path(model_name)
+        if not (path / "guard.json").is_file():
+            raise GuardError(f"no demo guard for {model_name} yet: run `eco-unlearn demo --model {model_name}` first (it fits one)")
+        return Guard.load(path)
     return Guard.load(spec)
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Any]:
+    """A rich progress bar on stderr, and the ``(what, done, total)`` callback the library reports to."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda what, done, total: bar.update(task, description=what, completed=done, total=total)
 
 
 @app.command()
 def generate(
     prompts: Optional[list[str]] = typer.Argument(None, help="Prompts; the demo prompts when omitted."),
     model: str = typer.Option("smollm2", "--model", "-m", help="Embedded default, local folder or hub id."),
-    guard: Optional[str] = typer.Option(None, "--guard", "-g", help="Guard folder, or 'demo' for the built-in target."),
+    guard: Optional[str] = typer.Option(None, "--guard", "-g", help="Guard folder, or 'demo' for the guard `eco-unlearn demo` fitted."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n", min=1),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass, in (0, 1]."),
@@ -104,7 +117,7 @@ def generate(
     with _errors():
         prompts = list(prompts or (DEMO_FORGET_PROMPTS + DEMO_CLEAN_PROMPTS))
         lm, tokenizer = _load(model, dtype, device)
-        guarded = GuardedModel(lm, tokenizer, _load_guard(guard, lm), force=force, truncation=truncation)
+        guarded = GuardedModel(lm, tokenizer, _load_guard(guard, model), force=force, truncation=truncation)
         use_chat = bool(tokenizer.chat_template) if chat is None else chat
         kwargs = dict(chat=use_chat, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
         with err.status(f"Generating {len(prompts)} answer(s)"):
@@ -132,6 +145,143 @@ def generate(
             cells = [prompt, flag] + ([bare[i].strip()] if bare is not None else []) + [text.strip()]
             table.add_row(*cells)
         out.print(table)
+
+
+def _report_tables(report: Any) -> None:
+    """Print a fit report: the classifier's held-out error rates and the strength search."""
+    held, cal, obj, search = report.held_out, report.calibration, report.objective, report.search
+    table = Table(title=f"classifier for target {report.target!r} (held-out prompts, never seen in training or calibration)")
+    for column in ("threshold", "alpha", "calibration negatives", "FPR", "FNR", "FPR on retain prompts"):
+        table.add_column(column, justify="right")
+    retain = f"{held['fpr_retain']:.2%} of {held['retain_negatives']}" if held.get("fpr_retain") is not None else "-"
+    table.add_row(
+        f"{cal['threshold']:.4g}", f"{cal['alpha']:g}", str(cal["calibration_negatives"]),
+        f"{held['fpr']:.2%} ({held['false_positives']}/{held['negatives']})",
+        f"{held['fnr']:.2%} ({held['false_negatives']}/{held['positives']})", retain,
+    )
+    out.print(table)
+    table = Table(title=f"strength search ({search['method']}, {search['evaluations']} evaluations of the guarded model)")
+    for column in ("corruption", "strength", "objective", "target", "before", "after (all corrupted)", "after, end to end", "met"):
+        table.add_column(column, justify="right")
+    sign = "<=" if obj["goal"] == "min" else ">="
+    table.add_row(
+        report.corruption["name"], f"{report.strength:.4g}", f"{obj['name']} on {obj['items']} items",
+        f"{sign} {obj['target']:.3g}", f"{obj['before']:.3g}", f"{obj['after']:.3g}", f"{obj['after_end_to_end']:.3g}",
+        "[green]yes[/]" if report.met else "[red]no[/]",
+    )
+    out.print(table)
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+
+
+class ClassifierMode(str, Enum):
+    linear = "linear"
+    finetune = "finetune"
+
+
+@app.command()
+def fit(
+    forget: Path = typer.Option(..., "--forget", help="Prompts to forget: JSON Lines or plain text, one a line."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the guard to."),
+    retain: Optional[Path] = typer.Option(None, "--retain", help="Prompts to keep answering (hard negatives)."),
+    general: str = typer.Option("builtin", "--general", help="Everyday prompts as negatives: a file, 'builtin' or 'none'."),
+    model: str = typer.Option("smollm2", "--model", "-m", help="Embedded default, local folder or hub id."),
+    name: str = typer.Option("forget", "--name", help="The target's name."),
+    entities: Optional[str] = typer.Option(None, "--entities", help="Names of the forget scope, comma-separated, or @FILE with one a line."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="choice_accuracy, answer_recall or match_reference (default: from the data)."),
+    target: Optional[float] = typer.Option(None, "--target", help="The objective's target (default: the objective's own)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="match_reference: items the model never saw, scored unguarded as the reference."),
+    statistic: str = typer.Option("truth_ratio", "--statistic", help="match_reference: answer_prob or truth_ratio."),
+    corruption: str = typer.Option("gaussian_first_n", "--corruption", help="A registered corruption."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="A fixed strength instead of a search."),
+    search: str = typer.Option("auto", "--search", help="auto, bisection, zeroth_order or grid."),
+    budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the search may make."),
+    alpha: float = typer.Option(0.01, "--alpha", help="False-positive bound of the threshold."),
+    classifier_mode: ClassifierMode = typer.Option("linear", "--classifier", help="linear (frozen encoder) or finetune."),
+    backbone: str = typer.Option("minilm", "--backbone", help="Encoder: 'minilm', a local folder or a hub id."),
+    chat: Optional[bool] = typer.Option(None, "--chat/--no-chat", help="Wrap prompts in the chat template (default: when the model has one)."),
+    seed: int = typer.Option(0, "--seed"),
+    report_path: Optional[Path] = typer.Option(None, "--report", help="Also write the report as JSON here."),
+    dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Fit a guard: train the prompt classifier, calibrate its threshold, search the corruption strength."""
+    from .classifier import AnyOfClassifier, EncoderClassifier, KeywordClassifier
+    from .fit import fit_guard
+    from .io import atomic_write_json
+    from .items import read_items
+
+    with _errors():
+        names = _entities(entities)
+        lm, tokenizer = _load(model, dtype, device)
+        classifier = EncoderClassifier(backbone, mode=classifier_mode.value, seed=seed)
+        if names:
+            classifier = AnyOfClassifier([KeywordClassifier(names), classifier])
+        options: dict[str, Any] = {} if target is None else {"target": target}
+        if objective == "match_reference":
+            if reference is None:
+                raise typer.BadParameter("match_reference needs --reference FILE (items the model never saw)")
+            options.update(statistic=statistic, reference_items=read_items(reference, name="reference set"))
+        with _progress("fitting") as progress:
+            result = fit_guard(
+                lm, tokenizer, forget, retain, general=None if general == "none" else general, name=name,
+                entities=names, classifier=classifier, alpha=alpha, objective=objective, objective_options=options,
+                corruption=corruption, strength=strength, search=search, budget=budget, chat=chat, seed=seed,
+                progress=progress,
+            )
+        result.guard.save(out_dir)
+        if report_path is not None:
+            atomic_write_json(report_path, result.report.to_dict())
+        _report_tables(result.report)
+        out.print(f"guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
+
+
+def _entities(spec: str | None) -> tuple[str, ...]:
+    from .items import read_items
+
+    if not spec:
+        return ()
+    if spec.startswith("@"):
+        return tuple(item.prompt.strip() for item in read_items(spec[1:], name="entities file"))
+    return tuple(part.strip() for part in spec.split(",") if part.strip())
+
+
+@app.command()
+def demo(
+    model: str = typer.Option("smollm2", "--model", "-m", help="Embedded default, local folder or hub id."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save the guard (default: the cache, for `generate --guard demo`)."),
+    max_new_tokens: int = typer.Option(40, "--max-new-tokens", "-n", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    report_path: Optional[Path] = typer.Option(None, "--report", help="Also write the fit report as JSON here."),
+) -> None:
+    """Fit a guard that makes the model forget Harry Potter, then show answers before and after."""
+    from .demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, demo_guard_path, fit_demo_guard
+    from .guarded import GuardedModel
+    from .io import atomic_write_json
+
+    with _errors():
+        lm, tokenizer = _load(model, "float32", "cpu")
+        with _progress("fitting the demo guard") as progress:
+            result = fit_demo_guard(lm, tokenizer, seed=seed, progress=progress)
+        path = out_dir or demo_guard_path(model)
+        result.guard.save(path)
+        if report_path is not None:
+            atomic_write_json(report_path, result.report.to_dict())
+        _report_tables(result.report)
+        prompts = list(DEMO_FORGET_PROMPTS + DEMO_CLEAN_PROMPTS)
+        with err.status(f"Answering {len(prompts)} prompts with and without the guard"):
+            guarded = GuardedModel(lm, tokenizer, result.guard)
+            after, decisions = guarded.generate(prompts, chat=True, max_new_tokens=max_new_tokens, return_decisions=True)
+            before = GuardedModel(lm, tokenizer).generate(prompts, chat=True, max_new_tokens=max_new_tokens)
+        table = Table(show_lines=True, title="answers before and after (greedy)")
+        for column, ratio in (("prompt", 2), ("flagged (score)", 1), ("before", 3), ("after", 3)):
+            table.add_column(column, ratio=ratio)
+        for prompt, old, new, decision in zip(prompts, before, after, decisions):
+            score = max(decision.scores.values())
+            flag = f"[red]yes[/] ({score:.2f})" if decision.flagged else f"[green]no[/] ({score:.2f})"
+            table.add_row(prompt, flag, old.strip(), new.strip())
+        out.print(table)
+        out.print(f"guard written to {path}; try: eco-unlearn generate --guard {'demo' if out_dir is None else path} \"your prompt\"")
 
 
 @app.command()
@@ -202,10 +352,8 @@ def bench_overhead(
         except ValueError:
             raise typer.BadParameter(f"--batch-sizes must be integers separated by commas, not {batch_sizes!r}")
         config = OverheadConfig(model, sizes, new_tokens, repeats, memory=memory, threads=threads)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=err) as bar:
-            task = bar.add_task("loading", total=None)
-            report = run_overhead(config, lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
+        with _progress("loading") as progress:
+            report = run_overhead(config, progress)
         report.save(output)
         table = Table(title=f"guard overhead, {model}, {new_tokens} new tokens, {repeats} paired repeats")
         columns = ("batch", "prompts", "bare s", "guarded s", "ratio of medians", "paired ratio (IQR)",
@@ -222,6 +370,46 @@ def bench_overhead(
                 f"{row.guard_work_fraction:.2%}", *memory,
             )
         Console(width=max(out.width, 150)).print(table)  # wide even when stdout is not a terminal
+        out.print(f"written to {output}")
+
+
+@bench_app.command("classifier")
+def bench_classifier(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with tofu/ (e.g. ../shared/data); without it only the demo target runs."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated split seeds."),
+    alpha: float = typer.Option(0.01),
+    mode: ClassifierMode = typer.Option("linear", "--classifier"),
+    output: Path = typer.Option(Path("benchmarks/results/classifier.json"), "--out", "-o"),
+) -> None:
+    """Held-out FPR/FNR of calibrated classifiers (demo target, TOFU forget01) and classifier throughput."""
+    from .bench.classifier import ClassifierBenchConfig, run_classifier_bench, summarise
+
+    with _errors():
+        try:
+            seed_list = tuple(int(s) for s in seeds.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"--seeds must be integers separated by commas, not {seeds!r}")
+        if data_dir is not None and not (data_dir / "tofu" / "forget01.jsonl").is_file():
+            raise typer.BadParameter(f"no TOFU data under {data_dir / 'tofu'}")
+        config = ClassifierBenchConfig(str(data_dir) if data_dir else None, seed_list, alpha, mode.value)
+        with _progress("classifier benchmark") as progress:
+            report = run_classifier_bench(config, progress)
+        report.save(output)
+        table = Table(title=f"held-out error rates at alpha={alpha:g}, pooled over seeds {seeds}")
+        for column in ("task", "classifier", "FPR (errors/negatives)", "FNR (errors/positives)", "worst seed FPR / FNR", "FNR on paraphrases"):
+            table.add_column(column, justify="right")
+        for row in summarise(report.rows):
+            para = f"{row['paraphrase_fnr']:.2%}" if "paraphrase_fnr" in row else "-"
+            table.add_row(row["task"], row["variant"], f"{row['fpr']:.2%} ({row['false_positives']}/{row['negatives']})",
+                          f"{row['fnr']:.2%} ({row['false_negatives']}/{row['positives']})",
+                          f"{row['worst_seed_fpr']:.2%} / {row['worst_seed_fnr']:.2%}", para)
+        Console(width=max(out.width, 150)).print(table)
+        table = Table(title="classifier throughput (MiniLM, length-bucketed batches)")
+        for column in ("dtype", "prompts", "seconds", "prompts/s"):
+            table.add_column(column, justify="right")
+        for row in report.throughput:
+            table.add_row(row["dtype"], str(row["prompts"]), f"{row['seconds']:.2f}", f"{row['prompts_per_second']:.0f}")
+        out.print(table)
         out.print(f"written to {output}")
 
 

@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from safetensors.torch import load_file, save_file
-
 from . import __version__
-from .classifier import CLASSIFIERS, PromptClassifier
+from .classifier.base import PromptClassifier, build_classifier, read_tensors, write_tensors
 from .corruption import CorruptionSpec
 from .errors import GuardError, IncompatibleGuardError
 from .io import atomic_dir, atomic_write_json
@@ -189,7 +187,7 @@ class Guard:
                 if tensors:
                     relative = f"classifiers/{i}.safetensors"
                     (tmp / "classifiers").mkdir(exist_ok=True)
-                    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / relative))
+                    write_tensors(tensors, tmp / relative)
                     data["targets"][i]["classifier"]["weights"] = relative
             atomic_write_json(tmp / "guard.json", data)
         return path
@@ -233,24 +231,11 @@ class Guard:
         targets = []
         for entry in data["targets"]:
             spec = entry["classifier"]
-            kind = spec["kind"]
-            if kind not in CLASSIFIERS:
-                raise GuardError(f"unknown classifier kind {kind!r}; known: {', '.join(sorted(CLASSIFIERS))}")
-            tensors = {}
-            if spec.get("weights"):
-                weights = root / spec["weights"]
-                if not weights.is_file():
-                    raise GuardError(f"classifier weights {weights} are missing")
-                try:
-                    tensors = load_file(str(weights))
-                except Exception as exc:  # safetensors raises its own error types
-                    raise GuardError(f"classifier weights {weights} are corrupt: {exc}") from None
+            tensors = read_tensors(root / spec["weights"]) if spec.get("weights") else {}
             try:
-                classifier = CLASSIFIERS[kind].from_config(spec.get("config", {}), tensors)
-            except GuardError:
-                raise
-            except Exception as exc:  # a user-registered classifier may raise anything
-                raise GuardError(f"cannot rebuild the {kind!r} classifier of target {entry['name']!r}: {exc}") from None
+                classifier = build_classifier(spec["kind"], spec.get("config", {}), tensors)
+            except GuardError as exc:
+                raise GuardError(f"target {entry['name']!r}: {exc}") from None
             targets.append(
                 Target(
                     name=entry["name"],

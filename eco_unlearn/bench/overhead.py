@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,11 +26,11 @@ from typing import Any, Callable
 
 import torch
 
-from .. import __version__
-from ..demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, demo_guard
+from ..demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
 from ..guarded import GuardedModel
 from ..io import atomic_write_json
 from ..models import fingerprint, load_model
+from .environment import environment
 
 __all__ = ["OverheadConfig", "OverheadReport", "OverheadRow", "run_overhead"]
 
@@ -90,7 +89,7 @@ class _Runner:
 
     def __init__(self, model: Any, tokenizer: Any, config: OverheadConfig) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
-        self.guarded = GuardedModel(model, tokenizer, demo_guard(model))
+        self.guarded = GuardedModel(model, tokenizer, keyword_demo_guard(model))
 
     def _texts(self, prompts: list[str]) -> list[str]:
         if not self.config.chat:
@@ -218,18 +217,8 @@ def run_overhead(config: OverheadConfig, progress: Progress | None = None) -> Ov
             key = f"{row.batch_size}:{int(row.flagged)}"
             row.bare_peak_mib, row.guarded_peak_mib = peaks["bare"][key], peaks["guarded"][key]
             row.memory_ratio = row.guarded_peak_mib / row.bare_peak_mib
-    environment = {
-        "eco_unlearn": __version__,
-        "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "model_fingerprint": fingerprint(model).to_dict(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    return OverheadReport(config, rows, environment)
+    env = environment(model_fingerprint=fingerprint(model).to_dict())
+    return OverheadReport(config, rows, env)
 
 
 if __name__ == "__main__":  # memory worker: python -m eco_unlearn.bench.overhead MODE CONFIG_JSON

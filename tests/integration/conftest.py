@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eco_unlearn import load_model
-from eco_unlearn.demo import demo_guard
+from eco_unlearn.demo import keyword_demo_guard
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def smollm2():
 @pytest.fixture(scope="session")
 def demo(smollm2):
     model, _ = smollm2
-    return demo_guard(model)
+    return keyword_demo_guard(model)
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,22 @@ def cli():
         return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def demo_run(cli, tmp_path_factory):
+    """``eco-unlearn demo`` run once, as the README's first command does: the fitted guard lands in the
+    cache (for ``generate --guard demo``) and its report in a temporary file."""
+    report = tmp_path_factory.mktemp("demo") / "report.json"
+    result = cli("demo", "--report", str(report), "-n", "24", timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result, json.loads(report.read_text())
+
+
+@pytest.fixture(scope="session")
+def tofu_dir():
+    """The shared TOFU data (``$ECO_UNLEARN_DATA`` or ../shared/data next to the repository)."""
+    root = Path(os.environ.get("ECO_UNLEARN_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+    if not (root / "tofu" / "forget01.jsonl").is_file():
+        pytest.skip(f"TOFU data not found under {root} (set ECO_UNLEARN_DATA)")
+    return root / "tofu"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eco_unlearn.demo import demo_guard
+from eco_unlearn.demo import keyword_demo_guard
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ def _json_records(stdout: str) -> list[dict]:
     return records
 
 
-def test_generate_with_demo_guard(cli):
+def test_generate_with_demo_guard(cli, demo_run):
     result = cli("generate", "--guard", "demo", "--json", "-n", "12", "--compare",
                  "Who is Harry Potter's best friend?", "What is the capital of France?")
     assert result.returncode == 0, result.stderr
@@ -32,7 +32,7 @@ def test_generate_with_demo_guard(cli):
 
 
 def test_generate_table_and_models_and_inspect(cli, smollm2, tmp_path):
-    demo_guard(smollm2[0]).save(tmp_path / "g")
+    keyword_demo_guard(smollm2[0]).save(tmp_path / "g")
     shown = cli("inspect", str(tmp_path / "g"))
     assert shown.returncode == 0, shown.stderr
     assert "harry-potter" in shown.stdout and "gaussian_first_n" in shown.stdout and "LlamaForCausalLM" in shown.stdout
@@ -68,7 +68,7 @@ def test_bad_input_gets_one_clear_error_line(cli, args, message):
 
 def test_broken_guard_artifacts_are_rejected(cli, smollm2, tmp_path):
     guard_dir = tmp_path / "g"
-    demo_guard(smollm2[0]).save(guard_dir)
+    keyword_demo_guard(smollm2[0]).save(guard_dir)
     manifest = guard_dir / "guard.json"
     data = json.loads(manifest.read_text())
 
@@ -90,7 +90,7 @@ def test_broken_guard_artifacts_are_rejected(cli, smollm2, tmp_path):
 def test_guard_for_another_model_is_refused(cli, smollm2, tmp_path):
     from dataclasses import replace
 
-    guard = demo_guard(smollm2[0])
+    guard = keyword_demo_guard(smollm2[0])
     guard.model_fingerprint = replace(guard.model_fingerprint, hidden_size=640, architecture="Gemma3ForCausalLM")
     guard.save(tmp_path / "g")
     result = cli("generate", "--guard", str(tmp_path / "g"), "-n", "4", "hi")

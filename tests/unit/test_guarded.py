@@ -6,7 +6,6 @@ gaussian noise (sigma 1.0) to all user tokens but the last.
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import pytest

@@ -1,55 +1,18 @@
-"""Prompt classifiers: decide whether a prompt falls in a forget scope.
-
-A classifier is a plain object with ``predict_proba(texts) -> np.ndarray`` (probability that each text
-is in scope), and, for saving in a guard artifact, ``to_config()`` (JSON-able settings), ``tensors()``
-(weights for safetensors, possibly empty) and ``from_config(config, tensors)``. Classifier kinds are
-registered by name in ``CLASSIFIERS`` so a guard can rebuild them from disk.
-"""
+"""A transparent classifier: keywords and regular expressions."""
 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from .errors import GuardError
-from .text import as_phrases, phrase_regex
+from ..errors import GuardError
+from ..text import as_phrases, phrase_regex
+from .base import register_classifier
 
-__all__ = ["CLASSIFIERS", "KeywordClassifier", "PromptClassifier", "register_classifier"]
-
-
-@runtime_checkable
-class PromptClassifier(Protocol):
-    kind: ClassVar[str]
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def to_config(self) -> dict[str, Any]: ...
-
-    def tensors(self) -> dict[str, torch.Tensor]: ...
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "PromptClassifier": ...
-
-
-CLASSIFIERS: dict[str, type] = {}
-
-
-def register_classifier(cls: type | None = None, *, replace: bool = False):
-    """Class decorator: make a classifier kind loadable from guard artifacts by its ``kind``.
-
-    Registering a kind that exists already raises, unless ``replace=True``.
-    """
-
-    def decorator(cls: type) -> type:
-        if cls.kind in CLASSIFIERS and not replace:
-            raise GuardError(f"a classifier kind {cls.kind!r} is registered already; pass replace=True to override it")
-        CLASSIFIERS[cls.kind] = cls
-        return cls
-
-    return decorator(cls) if cls is not None else decorator
+__all__ = ["KeywordClassifier"]
 
 
 @register_classifier

@@ -1,0 +1,27 @@
+"""What a benchmark ran on, saved next to its numbers so a figure can be traced to its setup."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import torch
+
+from .. import __version__
+
+
+def environment(**extra: Any) -> dict[str, Any]:
+    """Versions, CPU count, torch threads and the time, plus ``extra`` fields."""
+    return {
+        "eco_unlearn": __version__,
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }

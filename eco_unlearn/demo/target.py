@@ -1,0 +1,65 @@
+"""The built-in demo target: make a model forget the Harry Potter universe.
+
+Written for this project: ``data/forget.jsonl`` (questions with reference answers and choices),
+``data/retain.jsonl`` (hard negatives: other fantasy worlds, real wizards, owls, trains, people named
+Harry) and the library's pool of everyday prompts. ``fit_demo_guard`` fits a guard on them; the
+``eco-unlearn demo`` command shows what it changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from ..fit import FitResult, fit_guard
+from ..items import PromptItem, read_items
+from ..models import cache_dir
+
+__all__ = ["DEMO_ENTITIES", "DemoData", "demo_data", "demo_guard_path", "fit_demo_guard"]
+
+DEMO_ENTITIES = (
+    "Harry Potter", "Hogwarts", "Hermione", "Granger", "Ron Weasley", "Weasley", "Dumbledore", "Voldemort",
+    "Gryffindor", "Slytherin", "Hufflepuff", "Ravenclaw", "Quidditch", "Hagrid", "Snape", "Draco Malfoy",
+    "Malfoy", "Hedwig", "Horcrux", "Horcruxes", "Muggle", "Muggles", "Diagon Alley", "Azkaban", "Dobby",
+    "J.K. Rowling", "Rowling", "Death Eaters", "Hogwarts Express", "Albus", "Severus", "Sirius Black", "Bellatrix",
+    "Umbridge", "Neville Longbottom", "Lumos", "Expelliarmus",
+    "Chamber of Secrets", "Prisoner of Azkaban", "Goblet of Fire", "Order of the Phoenix", "Half-Blood Prince",
+    "Deathly Hallows",
+)
+
+
+@dataclass
+class DemoData:
+    forget: list[PromptItem]
+    retain: list[PromptItem]
+
+
+def demo_data() -> DemoData:
+    """The demo's forget and retain items (the general negatives are the library's built-in pool)."""
+    folder = resources.files("eco_unlearn.demo") / "data"
+    with resources.as_file(folder) as path:
+        return DemoData(
+            forget=read_items(Path(path) / "forget.jsonl", name="demo forget set"),
+            retain=read_items(Path(path) / "retain.jsonl", name="demo retain set"),
+        )
+
+
+def demo_guard_path(model_name: str = "smollm2") -> Path:
+    """Where ``eco-unlearn demo`` keeps the guard it fitted for ``model_name``."""
+    return cache_dir() / "guards" / f"demo-{Path(model_name).name}"
+
+
+def fit_demo_guard(
+    model: Any, tokenizer: Any, *, seed: int = 0, progress: Callable[[str, int, int], None] | None = None, **options: Any
+) -> FitResult:
+    """Fit the demo guard: MiniLM + the names of the books, Gaussian noise on those names' tokens,
+    strength bisected until the model no longer gives the answers it knew."""
+    data = demo_data()
+    settings = dict(
+        name="harry-potter", entities=DEMO_ENTITIES, objective="answer_recall", search="bisection", seed=seed,
+        progress=progress,
+    )
+    settings.update(options)
+    return fit_guard(model, tokenizer, data.forget, data.retain, **settings)

@@ -1,0 +1,350 @@
+"""fit_guard: from examples of what to forget to a tested guard, offline.
+
+The pipeline: deduplicate the prompts and refuse forget prompts that are also retain prompts; split
+them so that no prompt used for evaluation is seen in training or calibration; train the classifier;
+calibrate its threshold with split conformal prediction on held-out negatives; report held-out error
+rates; search the corruption strength against the objective on the forget items (every prompt
+corrupted, so the strength is measured apart from classifier errors); then measure the objective end
+to end, classifier included, and return the guard with its report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .classifier import (
+    AnyOfClassifier,
+    ConstantClassifier,
+    EncoderClassifier,
+    KeywordClassifier,
+    PromptClassifier,
+    conformal_threshold,
+    error_rates,
+)
+from .classifier.calibration import CalibrationError, min_calibration_size
+from .corruption import HIDDEN_SIZE, CorruptionSpec, get_corruption
+from .guard import Guard, Target
+from .guarded import GuardedModel
+from .items import ItemsError, PromptItem, find_overlap, general_prompts, normalize_prompt, read_items
+from .models import embedding_scale, fingerprint
+from .objectives import Objective, make_objective
+from .search import SEARCHES, SearchError, SearchResult
+from .text import as_phrases
+from .tokens import TokenSelection
+
+__all__ = ["ClassifierFit", "FitReport", "FitResult", "default_strength_range", "fit_classifier", "fit_guard"]
+
+Progress = Callable[[str, int, int], None]
+ItemSource = Any  # a path, or an iterable of PromptItem / str / dict
+
+
+@dataclass
+class FitReport:
+    """What ``fit_guard`` measured, serialisable to JSON (it is also stored in the guard's metadata)."""
+
+    target: str
+    classifier: dict[str, Any]
+    splits: dict[str, int]
+    calibration: dict[str, Any]
+    held_out: dict[str, Any]
+    objective: dict[str, Any]
+    search: dict[str, Any]
+    strength: float
+    corruption: dict[str, Any]
+    met: bool
+    seconds: dict[str, float]
+    eco_unlearn_version: str = __version__
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    guard: Guard
+    report: FitReport
+
+
+def default_strength_range(corruption: str, model: Any) -> tuple[float, float, bool]:
+    """Search bounds ``(low, high, integer)`` for a corruption on ``model``.
+
+    Noise is searched from 1/30 to 30 times the model's embedding scale; dimension counts from 1 to the
+    hidden size; interpolation weights from 0.01 to their maximum.
+    """
+    low, high = get_corruption(corruption).strength_range
+    if high == HIDDEN_SIZE:
+        return 1.0, float(model.get_input_embeddings().weight.shape[-1]), True
+    if math.isinf(high):
+        scale = embedding_scale(model)
+        return max(low, scale / 30), scale * 30, False
+    return max(low, high / 100), float(high), False
+
+
+def _dedupe(items: Sequence[PromptItem]) -> list[PromptItem]:
+    seen, out = set(), []
+    for item in items:
+        key = normalize_prompt(item.prompt)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _split(n: int, fractions: Sequence[float], rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    cuts = np.floor(np.cumsum(fractions)[:-1] * n).astype(int)
+    return np.split(order, cuts)
+
+
+def _choose_objective(items: Sequence[PromptItem]) -> str:
+    if any(i.choices for i in items):
+        return "choice_accuracy"
+    if any(i.answer for i in items):
+        return "answer_recall"
+    raise ItemsError(
+        "the strength search needs an objective, and the forget items have neither reference answers nor "
+        "choices; add them, or give a fixed strength"
+    )
+
+
+@dataclass
+class ClassifierFit:
+    """A fitted classifier with its calibrated threshold and what was measured on held-out prompts."""
+
+    classifier: PromptClassifier
+    threshold: float
+    calibration: dict[str, Any]
+    held_out: dict[str, Any]
+    splits: dict[str, int]
+    positives: list[PromptItem]
+    entities: tuple[str, ...] = ()
+
+
+def fit_classifier(
+    forget: ItemSource,
+    retain: ItemSource = (),
+    *,
+    general: ItemSource | None = "builtin",
+    entities: str | Sequence[str] = (),
+    classifier: PromptClassifier | None = None,
+    alpha: float = 0.01,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> ClassifierFit:
+    """The classifier half of ``fit_guard``: split, train, calibrate at ``alpha``, measure held-out rates.
+
+    Forget prompts are split into train and test; negatives (retain and general) into train,
+    calibration and test, so no prompt that measures the classifier was used to fit or calibrate it.
+    """
+    note = progress or (lambda what, done, total: None)
+    # --------------------------------------------------------------------------- data and splits
+    forget_items = read_items(forget, name="forget set")
+    retain_items = _read_optional(retain, "retain set")
+    general_items = general_prompts() if general == "builtin" else _read_optional(general, "general set")
+    overlap = find_overlap(forget_items, retain_items)
+    if overlap:
+        shown = "\n  ".join(f"{a.source or '?'} = {b.source or '?'}: {a.prompt!r}" for a, b in overlap[:20])
+        raise ItemsError(f"{len(overlap)} prompt(s) are in both the forget and the retain set:\n  {shown}")
+    forget_keys = {normalize_prompt(i.prompt) for i in forget_items}
+    general_items = [i for i in general_items if normalize_prompt(i.prompt) not in forget_keys]
+    positives = _dedupe(forget_items)
+    negatives = _dedupe(retain_items + general_items)
+    if len(positives) < 2:
+        raise ItemsError("the forget set needs at least 2 distinct prompts (one to train on, one to test with)")
+    rng = np.random.default_rng(seed)
+    pos_train, pos_test = _split(len(positives), (1 - test_fraction, test_fraction), rng)
+    needed = min_calibration_size(alpha)
+    cal_fraction = max(0.25, needed / max(len(negatives), 1))
+    if len(negatives) < needed * 2 or cal_fraction > 0.4:
+        raise CalibrationError(
+            f"calibrating at alpha={alpha:g} needs at least {needed} held-out negatives, about {math.ceil(needed / 0.25)} "
+            f"retain and general prompts in all; there are {len(negatives)}. Add retain or general prompts, or raise alpha"
+        )
+    neg_test_fraction = test_fraction * (1 - cal_fraction)
+    neg_train, neg_cal, neg_test = _split(len(negatives), (1 - cal_fraction - neg_test_fraction, cal_fraction, neg_test_fraction), rng)
+    texts = lambda items, idx: [items[i].prompt for i in idx]  # noqa: E731
+    splits = {
+        "forget_train": len(pos_train), "forget_test": len(pos_test), "negative_train": len(neg_train),
+        "negative_calibration": len(neg_cal), "negative_test": len(neg_test),
+        "retain": len(retain_items), "general": len(general_items),
+    }
+
+    entities = tuple(e for e in as_phrases(entities) if e.strip())
+    if classifier is None:
+        classifier = EncoderClassifier()
+        if entities:
+            classifier = AnyOfClassifier([KeywordClassifier(entities), classifier])
+    note("training the classifier", 0, 3)
+    retain_keys = {normalize_prompt(i.prompt) for i in retain_items}
+    train_neg = texts(negatives, neg_train)
+    classifier.fit(
+        texts(positives, pos_train),
+        [t for t in train_neg if normalize_prompt(t) in retain_keys],
+        extra_negatives=[t for t in train_neg if normalize_prompt(t) not in retain_keys],
+    )
+    note("calibrating the threshold", 1, 3)
+    cal_scores = classifier.predict_proba(texts(negatives, neg_cal))
+    threshold = conformal_threshold(cal_scores, alpha)
+    note("measuring held-out error rates", 2, 3)
+    test_pos, test_neg = texts(positives, pos_test), texts(negatives, neg_test)
+    rates = error_rates(
+        classifier.predict_proba(test_pos), classifier.predict_proba(test_neg), threshold,
+        positive_texts=test_pos, negative_texts=test_neg,
+    )
+    test_retain = [t for t in test_neg if normalize_prompt(t) in retain_keys]
+    held_out = {**rates.to_dict(), "fpr_retain": _fpr(classifier, test_retain, threshold), "retain_negatives": len(test_retain)}
+    calibration = {
+        "method": "split-conformal", "alpha": alpha, "threshold": threshold, "calibration_negatives": len(neg_cal),
+        "quantile_rank": math.ceil((len(neg_cal) + 1) * (1 - alpha) - 1e-9),
+        "held_out_fpr": rates.fpr, "held_out_fnr": rates.fnr,
+        "held_out_false_positives": rates.false_positives, "held_out_negatives": rates.negatives,
+        "held_out_false_negatives": rates.false_negatives, "held_out_positives": rates.positives,
+    }
+    note("classifier ready", 3, 3)
+    return ClassifierFit(classifier, threshold, calibration, held_out, splits, positives, entities)
+
+
+
+def fit_guard(
+    model: Any,
+    tokenizer: Any,
+    forget: ItemSource,
+    retain: ItemSource = (),
+    *,
+    general: ItemSource | None = "builtin",
+    name: str = "forget",
+    entities: str | Sequence[str] = (),
+    classifier: PromptClassifier | None = None,
+    alpha: float = 0.01,
+    objective: str | Objective | None = None,
+    objective_options: dict[str, Any] | None = None,
+    corruption: str = "gaussian_first_n",
+    corruption_params: dict[str, Any] | None = None,
+    tokens: TokenSelection | None = None,
+    strength: float | None = None,
+    search: str = "auto",
+    budget: int = 30,
+    strength_range: tuple[float, float] | None = None,
+    test_fraction: float = 0.25,
+    chat: bool | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> FitResult:
+    """Fit a guard for ``model`` that forgets what ``forget`` asks about and leaves the rest alone.
+
+    ``forget`` and ``retain`` are files (JSON Lines or plain text) or lists of items; ``general`` adds
+    everyday prompts as negatives (``"builtin"``: the bundled pool; None: none). ``entities`` (names,
+    places, titles of the forget scope) become exact-match keywords next to the learned classifier and
+    the tokens to corrupt. ``classifier`` is an unfitted classifier with a ``fit(forget, retain,
+    extra_negatives=)`` method (default: a linear MiniLM classifier, with the entities' keywords). ``objective`` is a registered name (default: ``choice_accuracy`` when the forget
+    items have choices, else ``answer_recall``) or an ``Objective``; ``search`` is ``bisection``,
+    ``zeroth_order``, ``grid`` or ``auto`` (bisection for monotone objectives); a fixed ``strength``
+    skips the search. Returns the guard and its report; nothing is written to disk.
+    """
+    clock = {"start": time.perf_counter()}
+    note = progress or (lambda what, done, total: None)
+    warnings_: list[str] = []
+    if not 0 < test_fraction < 1:
+        raise ItemsError(f"test_fraction must lie in (0, 1), not {test_fraction!r}")
+    fitted = fit_classifier(
+        forget, retain, general=general, entities=entities, classifier=classifier, alpha=alpha,
+        test_fraction=test_fraction, seed=seed, progress=progress,
+    )
+    classifier, threshold, positives = fitted.classifier, fitted.threshold, fitted.positives
+    calibration, held_out, splits = fitted.calibration, fitted.held_out, fitted.splits
+    entities = fitted.entities
+    clock["calibration"] = time.perf_counter()
+
+    # --------------------------------------------------------------------------- strength search
+    tokens = tokens or (TokenSelection("entities", entities=entities) if entities else TokenSelection())
+    params = dict(corruption_params or {})
+    CorruptionSpec(corruption, 0.0, params).validate()
+    bare = GuardedModel(model, tokenizer)
+    obj = objective if isinstance(objective, Objective) else make_objective(
+        objective or _choose_objective(positives), positives, **{"chat": chat, **(objective_options or {})}
+    )
+    note(f"objective {obj.name}: preparing", 0, 1)
+    obj.prepare(bare)
+    model_fp = fingerprint(model)
+
+    def guard_at(value: float, scorer: PromptClassifier, cut: float) -> Guard:
+        target = Target(name, scorer, CorruptionSpec(corruption, value, params), cut, tokens)
+        return Guard([target], model_fingerprint=model_fp, seed=seed)
+
+    def evaluate(value: float) -> float:
+        return obj.evaluate(GuardedModel(model, tokenizer, guard_at(value, ConstantClassifier(1.0), 0.5)))
+
+    before = obj.baseline if obj.baseline is not None else obj.evaluate(bare)
+    if strength is not None:
+        CorruptionSpec(corruption, strength, params).validate(model_fp.hidden_size)
+        value = evaluate(strength)
+        result = SearchResult("fixed", float(strength), value, obj.met(value), obj.goal, obj.target)
+    else:
+        low, high, integer = default_strength_range(corruption, model)
+        if strength_range is not None:
+            low, high = strength_range
+        method = ("bisection" if obj.monotone else "zeroth_order") if search == "auto" else search
+        if method not in SEARCHES:
+            raise SearchError(f"unknown search {search!r}; choose auto, {', '.join(SEARCHES)}")
+        limit = {"points": budget} if method == "grid" else {"budget": budget}
+        result = SEARCHES[method](
+            evaluate, low=low, high=high, goal=obj.goal, target=obj.target, integer=integer, progress=progress, **limit
+        )
+    if not result.met:
+        warnings_.append(result.message or "the objective's target was not met")
+    clock["search"] = time.perf_counter()
+
+    # --------------------------------------------------------------------------- end-to-end check
+    target = Target(
+        name, classifier, CorruptionSpec(corruption, result.strength, params), threshold, tokens, calibration=calibration
+    )
+    guard = Guard([target], model_fingerprint=model_fp, seed=seed)
+    note("end-to-end evaluation", 0, 1)
+    end_to_end = obj.evaluate(GuardedModel(model, tokenizer, guard))
+    flagged = sum(d.flagged for d in guard.decide([i.prompt for i in obj.items]))
+    clock["end_to_end"] = time.perf_counter()
+    report = FitReport(
+        target=name,
+        classifier={"kind": classifier.kind, "repr": repr(classifier)},
+        splits=splits,
+        calibration=calibration,
+        held_out=held_out,
+        objective={
+            "name": obj.name, "goal": obj.goal, "target": obj.target, "items": len(obj.items),
+            "before": before, "after": result.value, "after_end_to_end": end_to_end,
+            "items_flagged_end_to_end": flagged, "met_end_to_end": obj.met(end_to_end),
+        },
+        search=result.to_dict(),
+        strength=result.strength,
+        corruption={"name": corruption, "params": params, "tokens": tokens.to_dict()},
+        met=result.met,
+        seconds={
+            "classifier": clock["calibration"] - clock["start"],
+            "search": clock["search"] - clock["calibration"],
+            "end_to_end": clock["end_to_end"] - clock["search"],
+            "total": clock["end_to_end"] - clock["start"],
+        },
+        warnings=warnings_,
+    )
+    guard.metadata = {"fit_report": report.to_dict(), "met_target": result.met}
+    return FitResult(guard, report)
+
+
+def _read_optional(source: ItemSource, name: str) -> list[PromptItem]:
+    if source is None or (isinstance(source, (list, tuple)) and not source):
+        return []
+    return read_items(source, name=name)
+
+
+def _fpr(classifier: PromptClassifier, texts: list[str], threshold: float) -> float | None:
+    if not texts:
+        return None
+    return float(np.mean(classifier.predict_proba(texts) >= threshold))

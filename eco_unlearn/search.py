@@ -1,0 +1,205 @@
+"""Strength search: find the corruption strength that meets an objective, with forward passes only.
+
+Three methods over log-strength, each keeping the full trace of (strength, value):
+
+* ``bisection``: for objectives that improve monotonically with strength. It brackets the smallest
+  strength that meets the target and halves the bracket geometrically: the least corruption that
+  forgets, in a handful of evaluations.
+* ``zeroth_order``: the paper's learned corruption. Central finite differences estimate the slope of
+  the objective in log-strength; a projected, decaying step follows it; it stops at the target or when
+  the budget of evaluations is spent. It needs no monotonicity (``match_reference``).
+* ``grid``: evenly spaced in log-strength, for plots and sanity checks.
+
+Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from .errors import EcoUnlearnError
+
+__all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "zeroth_order"]
+
+Evaluate = Callable[[float], float]
+Progress = Callable[[str, int, int], None]
+
+
+class SearchError(EcoUnlearnError):
+    """Bad search settings (range, budget)."""
+
+
+@dataclass
+class SearchPoint:
+    strength: float
+    value: float
+    met: bool
+
+
+@dataclass
+class SearchResult:
+    """The chosen strength, its value, whether it meets the target, and every evaluation made."""
+
+    method: str
+    strength: float
+    value: float
+    met: bool
+    goal: str
+    target: float
+    trace: list[SearchPoint] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def evaluations(self) -> int:
+        return len(self.trace)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["evaluations"] = self.evaluations
+        return data
+
+
+class _Tracker:
+    """Evaluates strengths (rounded for integer corruptions), caches them and keeps the trace."""
+
+    def __init__(self, evaluate: Evaluate, goal: str, target: float, budget: int, integer: bool, method: str, progress: Progress | None):
+        if goal not in ("min", "max"):
+            raise SearchError(f"goal must be 'min' or 'max', not {goal!r}")
+        if not isinstance(budget, int) or budget < 2:
+            raise SearchError(f"the evaluation budget must be an integer of at least 2, not {budget!r}")
+        self.evaluate, self.goal, self.target, self.budget = evaluate, goal, target, budget
+        self.integer, self.method, self.progress = integer, method, progress
+        self.trace: list[SearchPoint] = []
+        self.cache: dict[float, SearchPoint] = {}
+
+    def met(self, value: float) -> bool:
+        return value <= self.target if self.goal == "min" else value >= self.target
+
+    @property
+    def exhausted(self) -> bool:
+        return len(self.trace) >= self.budget
+
+    def __call__(self, strength: float) -> SearchPoint:
+        if self.integer:
+            strength = float(max(1, round(strength)))
+        if strength in self.cache:
+            return self.cache[strength]
+        if self.progress:
+            self.progress(f"{self.method}: strength {strength:.4g}", len(self.trace), self.budget)
+        value = float(self.evaluate(strength))
+        point = SearchPoint(strength, value, self.met(value))
+        self.cache[strength] = point
+        self.trace.append(point)
+        if self.progress:
+            self.progress(f"{self.method}: strength {strength:.4g} -> {value:.4g}", len(self.trace), self.budget)
+        return point
+
+    def best(self) -> SearchPoint:
+        """The least strength that meets the target; else the best value (the least strength on ties)."""
+        met = [p for p in self.trace if p.met]
+        if met:
+            return min(met, key=lambda p: p.strength)
+        sign = 1 if self.goal == "min" else -1
+        return min(self.trace, key=lambda p: (sign * p.value, p.strength))
+
+    def result(self, message: str = "") -> SearchResult:
+        best = self.best()
+        if not best.met and not message:
+            message = (
+                f"the target ({'<=' if self.goal == 'min' else '>='} {self.target:.3g}) was not reached in "
+                f"{len(self.trace)} evaluations; keeping the best strength found ({best.strength:.4g}, value {best.value:.4g})"
+            )
+        return SearchResult(self.method, best.strength, best.value, best.met, self.goal, self.target, list(self.trace), message)
+
+
+def _check_range(low: float, high: float) -> None:
+    if not (0 < low < high and math.isfinite(high)):
+        raise SearchError(f"the strength range must satisfy 0 < low < high < inf, got [{low!r}, {high!r}]")
+
+
+def bisection(
+    evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 30,
+    integer: bool = False, rtol: float = 0.05, progress: Progress | None = None,
+) -> SearchResult:
+    """Geometric bisection for the least strength in [low, high] that meets the target.
+
+    Assumes the objective improves with strength. If ``high`` does not meet the target, the target is
+    unreachable in the range: the result says so and keeps the best strength seen.
+    """
+    _check_range(low, high)
+    track = _Tracker(evaluate, goal, target, budget, integer, "bisection", progress)
+    if not track(high).met:
+        return track.result(f"even the largest strength in the range ({high:.4g}) misses the target; widen the range or pick another corruption")
+    if track(low).met:
+        return track.result()
+    lo, hi = low, high
+    while not track.exhausted and hi / lo > 1 + rtol:
+        mid = math.sqrt(lo * hi)
+        if integer and (round(mid) in (round(lo), round(hi))):
+            break
+        if track(mid).met:
+            hi = mid
+        else:
+            lo = mid
+    return track.result()
+
+
+def zeroth_order(
+    evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 30,
+    start: float | None = None, step: float = 1.0, delta: float = 0.25, integer: bool = False,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """Projected zeroth-order descent (ascent for ``goal="max"``) on log-strength.
+
+    Each iteration estimates the slope by central differences ``(f(x+delta) - f(x-delta)) / (2 delta)``
+    and moves ``x`` by at most ``step / sqrt(t)`` (natural-log units) against it, projected onto the
+    range. On a flat stretch, where the difference is zero, ``delta`` doubles to look further.
+    """
+    _check_range(low, high)
+    track = _Tracker(evaluate, goal, target, budget, integer, "zeroth_order", progress)
+    lo, hi = math.log(low), math.log(high)
+    x = math.log(start) if start else (lo + hi) / 2
+    x = min(max(x, lo), hi)
+    sign = 1.0 if goal == "min" else -1.0
+    center = track(math.exp(x))
+    t = 1
+    while not center.met and len(track.trace) + 3 <= budget:
+        up, down = track(math.exp(min(x + delta, hi))), track(math.exp(max(x - delta, lo)))
+        width = min(x + delta, hi) - max(x - delta, lo)
+        slope = (up.value - down.value) / width if width > 0 else 0.0
+        if slope == 0.0:
+            if delta >= (hi - lo):
+                break
+            delta *= 2
+            continue
+        move = max(-step, min(step, -sign * slope * step)) / math.sqrt(t)
+        if abs(move) < 1e-3:
+            move = math.copysign(1e-3, move)
+        x = min(max(x + move, lo), hi)
+        center, t = track(math.exp(x)), t + 1
+        if any(p.met for p in (up, down)):
+            break
+    return track.result()
+
+
+def grid(
+    evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, points: int = 9,
+    integer: bool = False, progress: Progress | None = None,
+) -> SearchResult:
+    """Evaluate ``points`` strengths evenly spaced in log-strength over [low, high]."""
+    _check_range(low, high)
+    if points < 2:
+        raise SearchError("a grid needs at least 2 points")
+    track = _Tracker(evaluate, goal, target, points, integer, "grid", progress)
+    for i in range(points):
+        track(math.exp(math.log(low) + i * (math.log(high) - math.log(low)) / (points - 1)))
+    return track.result()
+
+
+SEARCHES: dict[str, Callable[..., SearchResult]] = {
+    "bisection": bisection,
+    "zeroth_order": zeroth_order,
+    "grid": grid,
+}
