@@ -213,6 +213,9 @@ def fit(
 
     with _errors():
         names = _entities(entities)
+        forget_items = read_items(forget, name="forget set")  # bad files fail before the model loads
+        retain_items = read_items(retain, name="retain set") if retain is not None else []
+        general_items = general if general in ("builtin", "none") else read_items(general, name="general set")
         lm, tokenizer = _load(model, dtype, device)
         classifier = EncoderClassifier(backbone, mode=classifier_mode.value, seed=seed)
         if names:
@@ -224,7 +227,7 @@ def fit(
             options.update(statistic=statistic, reference_items=read_items(reference, name="reference set"))
         with _progress("fitting") as progress:
             result = fit_guard(
-                lm, tokenizer, forget, retain, general=None if general == "none" else general, name=name,
+                lm, tokenizer, forget_items, retain_items, general=None if general == "none" else general_items, name=name,
                 entities=names, classifier=classifier, alpha=alpha, objective=objective, objective_options=options,
                 corruption=corruption, strength=strength, search=search, budget=budget, chat=chat, seed=seed,
                 progress=progress,
@@ -234,6 +237,13 @@ def fit(
             atomic_write_json(report_path, result.report.to_dict())
         _report_tables(result.report)
         out.print(f"guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
+
+
+def _integers(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be integers separated by commas, not {text!r}") from None
 
 
 def _entities(spec: str | None) -> tuple[str, ...]:
@@ -347,10 +357,7 @@ def bench_overhead(
     from .bench.overhead import OverheadConfig, run_overhead
 
     with _errors():
-        try:
-            sizes = tuple(int(b) for b in batch_sizes.split(","))
-        except ValueError:
-            raise typer.BadParameter(f"--batch-sizes must be integers separated by commas, not {batch_sizes!r}")
+        sizes = _integers(batch_sizes, "--batch-sizes")
         config = OverheadConfig(model, sizes, new_tokens, repeats, memory=memory, threads=threads)
         with _progress("loading") as progress:
             report = run_overhead(config, progress)
@@ -385,10 +392,7 @@ def bench_classifier(
     from .bench.classifier import ClassifierBenchConfig, run_classifier_bench, summarise
 
     with _errors():
-        try:
-            seed_list = tuple(int(s) for s in seeds.split(","))
-        except ValueError:
-            raise typer.BadParameter(f"--seeds must be integers separated by commas, not {seeds!r}")
+        seed_list = _integers(seeds, "--seeds")
         if data_dir is not None and not (data_dir / "tofu" / "forget01.jsonl").is_file():
             raise typer.BadParameter(f"no TOFU data under {data_dir / 'tofu'}")
         config = ClassifierBenchConfig(str(data_dir) if data_dir else None, seed_list, alpha, mode.value)

@@ -2,14 +2,15 @@
 
 ``TextEncoder`` turns texts into mean-pooled vectors, fast on CPU: texts are sorted by length so a batch
 carries little padding, and bfloat16 autocast is used where the CPU has native bfloat16 units. A text
-longer than one window is cut into overlapping windows, each embedded on its own, so a forget topic at
-the end of a long prompt is still seen; classifiers score every window and keep the highest score.
+longer than one window is cut into overlapping windows and into sentences, each embedded on its own, so a
+forget question at the end of a long prompt is still seen; classifiers score every window and keep the highest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +27,7 @@ EMBEDDED_ENCODERS: dict[str, tuple[str, str, str]] = {
 }
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def resolve_encoder(name_or_path: str) -> str:
@@ -110,14 +112,26 @@ class TextEncoder:
         return hashlib.sha256(weight.numpy().tobytes()).hexdigest()
 
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
-        """Token ids of every window of every text, and which text each window came from."""
+        """Token ids of every window of every text, and which text each window came from.
+
+        A text that fits in ``max_length`` tokens is one window. A longer one gets overlapping windows
+        and, since mean pooling over a long window dilutes a short question inside it, one window per
+        sentence as well.
+        """
         if not texts:
             return [], np.zeros(0, dtype=np.int64)
         enc = self.tokenizer(
             list(texts), truncation=True, max_length=self.max_length, stride=self.stride,
             return_overflowing_tokens=True, return_attention_mask=False,
         )
-        return enc["input_ids"], np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+        ids, owner = list(enc["input_ids"]), list(enc["overflow_to_sample_mapping"])
+        for index in sorted({o for o in owner if owner.count(o) > 1}):
+            sentences = [s for s in _SENTENCE.split(texts[index]) if s.strip()]
+            if len(sentences) > 1:
+                parts = self.tokenizer(sentences, truncation=True, max_length=self.max_length, return_attention_mask=False)
+                ids.extend(parts["input_ids"])
+                owner.extend([index] * len(sentences))
+        return ids, np.asarray(owner, dtype=np.int64)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Mean of the last hidden states over real tokens, in float32 (differentiable)."""

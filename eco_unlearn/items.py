@@ -57,8 +57,9 @@ class PromptItem:
         key = next((k for k in _PROMPT_KEYS if k in data), None)
         if key is None:
             raise ItemsError(f"{where}no prompt: give one of the fields {', '.join(_PROMPT_KEYS)}")
-        prompt, answer, index = data[key], data.get("answer"), data.get("answer_index", data.get("label"))
         choices = data.get("choices")
+        prompt, answer = data[key], data.get("answer")
+        index = data.get("answer_index", data.get("label") if choices is not None else None)
         if choices is not None and not isinstance(choices, list):
             raise ItemsError(f"{where}'choices' must be a list")
         if isinstance(answer, int) and not isinstance(answer, bool) and choices is not None and index is None:
@@ -114,7 +115,7 @@ def read_items(source: "str | Path | Iterable[PromptItem | str | dict[str, Any]]
     if not path.is_file():
         raise ItemsError(f"{name} path {path} is not a file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ItemsError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
@@ -126,7 +127,8 @@ def read_items(source: "str | Path | Iterable[PromptItem | str | dict[str, Any]]
         except json.JSONDecodeError as exc:
             raise ItemsError(f"{path} is not valid JSON: {exc}") from None
     items, problems = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         where = f"{path}:{number}"

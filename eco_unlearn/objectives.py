@@ -173,7 +173,9 @@ class ChoiceAccuracy(Objective):
         if max(len(item.choices) for item in self.items) > len(letters):
             raise ObjectiveError("the letters format supports at most 10 choices")
         prefix = "" if chat else " "
-        letter_ids = [model.tokenizer(prefix + c, add_special_tokens=False)["input_ids"][0] for c in letters]
+        letter_ids = [model.tokenizer(prefix + c, add_special_tokens=False)["input_ids"][-1] for c in letters]
+        if len(set(letter_ids)) < len(letters):
+            raise ObjectiveError("this tokenizer does not give each answer letter a token of its own; use format='cloze'")
         prompts = [
             item.prompt + "\n" + "\n".join(f"{letters[j]}. {c}" for j, c in enumerate(item.choices)) + "\nAnswer:"
             for item in self.items

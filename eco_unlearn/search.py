@@ -129,6 +129,8 @@ def bisection(
     unreachable in the range: the result says so and keeps the best strength seen.
     """
     _check_range(low, high)
+    if not rtol >= 0:
+        raise SearchError(f"rtol must be a non-negative number, not {rtol!r}")
     track = _Tracker(evaluate, goal, target, budget, integer, "bisection", progress)
     if not track(high).met:
         return track.result(f"even the largest strength in the range ({high:.4g}) misses the target; widen the range or pick another corruption")
@@ -137,7 +139,7 @@ def bisection(
     lo, hi = low, high
     while not track.exhausted and hi / lo > 1 + rtol:
         mid = math.sqrt(lo * hi)
-        if integer and (round(mid) in (round(lo), round(hi))):
+        if mid in (lo, hi) or (integer and round(mid) in (round(lo), round(hi))):
             break
         if track(mid).met:
             hi = mid
@@ -166,6 +168,7 @@ def zeroth_order(
     center = track(math.exp(x))
     t = 1
     while not center.met and len(track.trace) + 3 <= budget:
+        evaluated = len(track.trace)
         up, down = track(math.exp(min(x + delta, hi))), track(math.exp(max(x - delta, lo)))
         width = min(x + delta, hi) - max(x - delta, lo)
         slope = (up.value - down.value) / width if width > 0 else 0.0
@@ -179,8 +182,8 @@ def zeroth_order(
             move = math.copysign(1e-3, move)
         x = min(max(x + move, lo), hi)
         center, t = track(math.exp(x)), t + 1
-        if any(p.met for p in (up, down)):
-            break
+        if any(p.met for p in (up, down)) or len(track.trace) == evaluated:
+            break  # the target is met, or x is pinned where every strength is evaluated already
     return track.result()
 
 

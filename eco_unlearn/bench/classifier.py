@@ -75,7 +75,7 @@ def run_classifier_bench(config: ClassifierBenchConfig, progress: Callable[[str,
     tasks = [("demo", "entities + MiniLM", DEMO_ENTITIES), ("demo", "MiniLM only", ())]
     if tofu is not None:
         tasks += [("tofu forget01 vs retain99", "entities + MiniLM", TOFU_FORGET01_ENTITIES), ("tofu forget01 vs retain99", "MiniLM only", ())]
-        paraphrases = [json.loads(line)["paraphrased_question"] for line in (tofu / "forget01_perturbed.jsonl").open()]
+        paraphrases = [json.loads(line)["paraphrased_question"] for line in (tofu / "forget01_perturbed.jsonl").read_text().splitlines()]
     data = demo_data()
     total, done = len(tasks) * len(config.seeds) + 2, 0
     for task, variant, entities in tasks:

@@ -90,6 +90,8 @@ def write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 def save_classifier(classifier: PromptClassifier, path: str | Path) -> Path:
     """Write ``classifier`` to a folder (``classifier.json`` plus ``weights.safetensors``), atomically."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GuardError(f"cannot save a classifier to {path}: it is a file")
     if path.is_dir() and any(path.iterdir()) and not (path / "classifier.json").is_file():
         raise GuardError(f"cannot save a classifier to {path}: the folder holds other files; choose a new one")
     with atomic_dir(path) as tmp:

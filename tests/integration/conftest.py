@@ -45,7 +45,7 @@ def demo_run(cli, tmp_path_factory):
     """``eco-unlearn demo`` run once, as the README's first command does: the fitted guard lands in the
     cache (for ``generate --guard demo``) and its report in a temporary file."""
     report = tmp_path_factory.mktemp("demo") / "report.json"
-    result = cli("demo", "--report", str(report), "-n", "24", timeout=600)
+    result = cli("demo", "--report", str(report), "-n", "24", timeout=1200)
     assert result.returncode == 0, result.stderr
     return result, json.loads(report.read_text())
 

@@ -141,7 +141,7 @@ def test_bisection_rtol_zero_terminates():
     """An exact search (rtol=0) must stop at the budget or when the bracket cannot shrink any more,
     not spin on cached strengths once sqrt(lo * hi) rounds to lo or hi."""
     f = Counted(lambda s: 1 / (1 + s))
-    with deadline(5):
+    with deadline(1.5):
         result = bisection(f, low=0.01, high=10, goal="min", target=1 / 1.37, budget=200, rtol=0)
     assert result.met and result.strength == pytest.approx(0.37, rel=1e-9)
     f.assert_no_repeats()
@@ -227,7 +227,7 @@ def test_zeroth_order_terminates_when_the_optimum_is_on_the_range_boundary(fn, g
     """Once x is projected onto a bound, its probes are all cached; the search must still return (by
     budget or by noticing it cannot move) instead of looping forever without evaluating."""
     f = Counted(fn)
-    with deadline(5):
+    with deadline(1.5):
         result = zeroth_order(f, low=0.01, high=10, goal=goal, target=target, budget=30)
     assert not result.met and result.evaluations <= 30
     best = 10.0 if (goal == "max") == (fn(10.0) > fn(0.01)) else 0.01
