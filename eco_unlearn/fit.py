@@ -185,11 +185,12 @@ def fit_classifier(
     note("training the classifier", 0, 3)
     retain_keys = {normalize_prompt(i.prompt) for i in retain_items}
     train_neg = texts(negatives, neg_train)
-    classifier.fit(
-        texts(positives, pos_train),
-        [t for t in train_neg if normalize_prompt(t) in retain_keys],
-        extra_negatives=[t for t in train_neg if normalize_prompt(t) not in retain_keys],
-    )
+    if hasattr(classifier, "fit"):  # a keyword or constant classifier has nothing to learn
+        classifier.fit(
+            texts(positives, pos_train),
+            [t for t in train_neg if normalize_prompt(t) in retain_keys],
+            extra_negatives=[t for t in train_neg if normalize_prompt(t) not in retain_keys],
+        )
     note("calibrating the threshold", 1, 3)
     cal_scores = classifier.predict_proba(texts(negatives, neg_cal))
     threshold = conformal_threshold(cal_scores, alpha)
@@ -244,10 +245,12 @@ def fit_guard(
     everyday prompts as negatives (``"builtin"``: the bundled pool; None: none). ``entities`` (names,
     places, titles of the forget scope) become exact-match keywords next to the learned classifier and
     the tokens to corrupt. ``classifier`` is an unfitted classifier with a ``fit(forget, retain,
-    extra_negatives=)`` method (default: a linear MiniLM classifier, with the entities' keywords). ``objective`` is a registered name (default: ``choice_accuracy`` when the forget
-    items have choices, else ``answer_recall``) or an ``Objective``; ``search`` is ``bisection``,
-    ``zeroth_order``, ``grid`` or ``auto`` (bisection for monotone objectives); a fixed ``strength``
-    skips the search. Returns the guard and its report; nothing is written to disk.
+    extra_negatives=)`` method (default: a linear MiniLM classifier, with the entities' keywords).
+    ``objective`` is a registered name (default: ``choice_accuracy`` when the forget items have choices,
+    else ``answer_recall``) or an ``Objective``; ``search`` is ``bisection``, ``zeroth_order``, ``grid``
+    or ``auto`` (bisection for monotone objectives); a fixed ``strength`` skips the search. An
+    unreachable target keeps the best strength found and marks the guard ``met_target: false``.
+    Returns the guard and its report; nothing is written to disk.
     """
     clock = {"start": time.perf_counter()}
     note = progress or (lambda what, done, total: None)
