@@ -206,8 +206,7 @@ def fit(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Fit a guard: train the prompt classifier, calibrate its threshold, search the corruption strength."""
-    from .classifier import AnyOfClassifier, EncoderClassifier, KeywordClassifier
-    from .fit import fit_guard
+    from .fit import default_classifier, fit_guard
     from .io import atomic_write_json
     from .items import read_items
 
@@ -217,9 +216,7 @@ def fit(
         retain_items = read_items(retain, name="retain set") if retain is not None else []
         general_items = general if general in ("builtin", "none") else read_items(general, name="general set")
         lm, tokenizer = _load(model, dtype, device)
-        classifier = EncoderClassifier(backbone, mode=classifier_mode.value, seed=seed)
-        if names:
-            classifier = AnyOfClassifier([KeywordClassifier(names), classifier])
+        classifier = default_classifier(names, backbone=backbone, mode=classifier_mode.value, seed=seed)
         options: dict[str, Any] = {} if target is None else {"target": target}
         if objective == "match_reference":
             if reference is None:

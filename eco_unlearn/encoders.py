@@ -125,7 +125,7 @@ class TextEncoder:
             return_overflowing_tokens=True, return_attention_mask=False,
         )
         ids, owner = list(enc["input_ids"]), list(enc["overflow_to_sample_mapping"])
-        for index in sorted({o for o in owner if owner.count(o) > 1}):
+        for index in np.flatnonzero(np.bincount(owner, minlength=len(texts)) > 1):
             sentences = [s for s in _SENTENCE.split(texts[index]) if s.strip()]
             if len(sentences) > 1:
                 parts = self.tokenizer(sentences, truncation=True, max_length=self.max_length, return_attention_mask=False)
@@ -157,6 +157,25 @@ class TextEncoder:
         for positions, input_ids, attention in self.batches(ids):
             out[positions] = self.pooled(input_ids, attention).cpu().numpy()
         return out, owner
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None) -> "TextEncoder":
+        """Rebuild an encoder from ``config()`` (and fine-tuned weights), refusing a different backbone."""
+        encoder = cls(
+            config.get("backbone", "minilm"),
+            max_length=int(config.get("max_length", 128)),
+            stride=int(config.get("stride", 32)),
+            batch_size=int(config.get("batch_size", 64)),
+            dtype=config.get("dtype", "float32"),
+            state_dict=state_dict,
+        )
+        expected = config.get("backbone_sha256")
+        if expected and encoder.backbone_sha256 != expected:
+            raise ModelError(
+                f"encoder {encoder.name!r} differs from the one this classifier was trained on "
+                f"(embedding sha256 {encoder.backbone_sha256[:12]}... instead of {expected[:12]}...)"
+            )
+        return encoder
 
     def config(self) -> dict[str, Any]:
         return {

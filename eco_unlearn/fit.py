@@ -27,7 +27,7 @@ from .classifier import (
     conformal_threshold,
     error_rates,
 )
-from .classifier.calibration import CalibrationError, min_calibration_size
+from .classifier.calibration import CalibrationError, conformal_rank, min_calibration_size
 from .corruption import HIDDEN_SIZE, CorruptionSpec, get_corruption
 from .guard import Guard, Target
 from .guarded import GuardedModel
@@ -38,7 +38,15 @@ from .search import SEARCHES, SearchError, SearchResult
 from .text import as_phrases
 from .tokens import TokenSelection
 
-__all__ = ["ClassifierFit", "FitReport", "FitResult", "default_strength_range", "fit_classifier", "fit_guard"]
+__all__ = [
+    "ClassifierFit",
+    "FitReport",
+    "FitResult",
+    "default_classifier",
+    "default_strength_range",
+    "fit_classifier",
+    "fit_guard",
+]
 
 Progress = Callable[[str, int, int], None]
 ItemSource = Any  # a path, or an iterable of PromptItem / str / dict
@@ -103,6 +111,12 @@ def _split(n: int, fractions: Sequence[float], rng: np.random.Generator) -> list
     return np.split(order, cuts)
 
 
+def default_classifier(entities: Sequence[str] = (), **options: Any) -> PromptClassifier:
+    """An unfitted ``EncoderClassifier(**options)``, next to exact matches of ``entities`` if any."""
+    classifier = EncoderClassifier(**options)
+    return AnyOfClassifier([KeywordClassifier(entities), classifier]) if entities else classifier
+
+
 def _choose_objective(items: Sequence[PromptItem]) -> str:
     if any(i.choices for i in items):
         return "choice_accuracy"
@@ -145,7 +159,8 @@ def fit_classifier(
     calibration and test, so no prompt that measures the classifier was used to fit or calibrate it.
     """
     note = progress or (lambda what, done, total: None)
-    # --------------------------------------------------------------------------- data and splits
+    if not 0 < test_fraction < 1:
+        raise ItemsError(f"test_fraction must lie in (0, 1), not {test_fraction!r}")
     forget_items = read_items(forget, name="forget set")
     retain_items = _read_optional(retain, "retain set")
     general_items = general_prompts() if general == "builtin" else _read_optional(general, "general set")
@@ -171,48 +186,46 @@ def fit_classifier(
     neg_test_fraction = test_fraction * (1 - cal_fraction)
     neg_train, neg_cal, neg_test = _split(len(negatives), (1 - cal_fraction - neg_test_fraction, cal_fraction, neg_test_fraction), rng)
     texts = lambda items, idx: [items[i].prompt for i in idx]  # noqa: E731
+    retain_keys = {normalize_prompt(i.prompt) for i in retain_items}
+    is_retain = np.array([normalize_prompt(i.prompt) in retain_keys for i in negatives], dtype=bool)
     splits = {
         "forget_train": len(pos_train), "forget_test": len(pos_test), "negative_train": len(neg_train),
         "negative_calibration": len(neg_cal), "negative_test": len(neg_test),
         "retain": len(retain_items), "general": len(general_items),
     }
-
     entities = tuple(e for e in as_phrases(entities) if e.strip())
-    if classifier is None:
-        classifier = EncoderClassifier()
-        if entities:
-            classifier = AnyOfClassifier([KeywordClassifier(entities), classifier])
+    classifier = classifier or default_classifier(entities)
     note("training the classifier", 0, 3)
-    retain_keys = {normalize_prompt(i.prompt) for i in retain_items}
-    train_neg = texts(negatives, neg_train)
     if hasattr(classifier, "fit"):  # a keyword or constant classifier has nothing to learn
         classifier.fit(
             texts(positives, pos_train),
-            [t for t in train_neg if normalize_prompt(t) in retain_keys],
-            extra_negatives=[t for t in train_neg if normalize_prompt(t) not in retain_keys],
+            texts(negatives, neg_train[is_retain[neg_train]]),
+            extra_negatives=texts(negatives, neg_train[~is_retain[neg_train]]),
         )
     note("calibrating the threshold", 1, 3)
     cal_scores = classifier.predict_proba(texts(negatives, neg_cal))
     threshold = conformal_threshold(cal_scores, alpha)
     note("measuring held-out error rates", 2, 3)
     test_pos, test_neg = texts(positives, pos_test), texts(negatives, neg_test)
+    neg_scores = classifier.predict_proba(test_neg)
     rates = error_rates(
-        classifier.predict_proba(test_pos), classifier.predict_proba(test_neg), threshold,
-        positive_texts=test_pos, negative_texts=test_neg,
+        classifier.predict_proba(test_pos), neg_scores, threshold, positive_texts=test_pos, negative_texts=test_neg
     )
-    test_retain = [t for t in test_neg if normalize_prompt(t) in retain_keys]
-    held_out = {**rates.to_dict(), "fpr_retain": _fpr(classifier, test_retain, threshold), "retain_negatives": len(test_retain)}
+    retain_scores = neg_scores[is_retain[neg_test]]
+    held_out = {
+        **rates.to_dict(),
+        "fpr_retain": float(np.mean(retain_scores >= threshold)) if retain_scores.size else None,
+        "retain_negatives": int(retain_scores.size),
+    }
     calibration = {
         "method": "split-conformal", "alpha": alpha, "threshold": threshold, "calibration_negatives": len(neg_cal),
-        "quantile_rank": math.ceil((len(neg_cal) + 1) * (1 - alpha) - 1e-9),
+        "quantile_rank": conformal_rank(len(neg_cal), alpha),
         "held_out_fpr": rates.fpr, "held_out_fnr": rates.fnr,
         "held_out_false_positives": rates.false_positives, "held_out_negatives": rates.negatives,
         "held_out_false_negatives": rates.false_negatives, "held_out_positives": rates.positives,
     }
     note("classifier ready", 3, 3)
     return ClassifierFit(classifier, threshold, calibration, held_out, splits, positives, entities)
-
-
 
 def fit_guard(
     model: Any,
@@ -255,8 +268,6 @@ def fit_guard(
     clock = {"start": time.perf_counter()}
     note = progress or (lambda what, done, total: None)
     warnings_: list[str] = []
-    if not 0 < test_fraction < 1:
-        raise ItemsError(f"test_fraction must lie in (0, 1), not {test_fraction!r}")
     fitted = fit_classifier(
         forget, retain, general=general, entities=entities, classifier=classifier, alpha=alpha,
         test_fraction=test_fraction, seed=seed, progress=progress,
@@ -278,8 +289,8 @@ def fit_guard(
     obj.prepare(bare)
     model_fp = fingerprint(model)
 
-    def guard_at(value: float, scorer: PromptClassifier, cut: float) -> Guard:
-        target = Target(name, scorer, CorruptionSpec(corruption, value, params), cut, tokens)
+    def guard_at(value: float, scorer: PromptClassifier, cut: float, calibration: dict | None = None) -> Guard:
+        target = Target(name, scorer, CorruptionSpec(corruption, value, params), cut, tokens, calibration or {})
         return Guard([target], model_fingerprint=model_fp, seed=seed)
 
     def evaluate(value: float) -> float:
@@ -306,10 +317,7 @@ def fit_guard(
     clock["search"] = time.perf_counter()
 
     # --------------------------------------------------------------------------- end-to-end check
-    target = Target(
-        name, classifier, CorruptionSpec(corruption, result.strength, params), threshold, tokens, calibration=calibration
-    )
-    guard = Guard([target], model_fingerprint=model_fp, seed=seed)
+    guard = guard_at(result.strength, classifier, threshold, calibration)
     note("end-to-end evaluation", 0, 1)
     end_to_end = obj.evaluate(GuardedModel(model, tokenizer, guard))
     flagged = sum(d.flagged for d in guard.decide([i.prompt for i in obj.items]))
@@ -345,9 +353,3 @@ def _read_optional(source: ItemSource, name: str) -> list[PromptItem]:
     if source is None or (isinstance(source, (list, tuple)) and not source):
         return []
     return read_items(source, name=name)
-
-
-def _fpr(classifier: PromptClassifier, texts: list[str], threshold: float) -> float | None:
-    if not texts:
-        return None
-    return float(np.mean(classifier.predict_proba(texts) >= threshold))

@@ -265,19 +265,16 @@ class MatchReference(Objective):
             raise ObjectiveError("match_reference needs exactly one of reference_values or reference_items")
         super().__post_init__()
         if self.reference_items is not None:
-            self.reference_items = [i for i in self.reference_items if self._usable(i)]
+            self.reference_items = [i for i in self.reference_items if self.usable(i)]
             if not self.reference_items:
                 raise ObjectiveError(f"none of the reference items has what the {self.statistic} statistic needs")
         elif len(self.reference_values) == 0:
             raise ObjectiveError("reference_values is empty")
 
-    def _usable(self, item: PromptItem) -> bool:
+    def usable(self, item: PromptItem) -> bool:  # type: ignore[override]  # depends on the statistic
         if self.statistic == "truth_ratio":
             return bool(item.paraphrased_answer and item.perturbed_answers)
         return bool(item.answer)
-
-    def usable(self, item: PromptItem) -> bool:  # type: ignore[override]
-        return self._usable(item)
 
     def default_target(self) -> float:
         return 0.5

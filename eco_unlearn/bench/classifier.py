@@ -19,7 +19,7 @@ import torch
 
 from ..classifier import EncoderClassifier
 from ..demo import DEMO_ENTITIES, demo_data
-from ..fit import fit_classifier
+from ..fit import default_classifier, fit_classifier
 from ..io import atomic_write_json
 from ..items import general_prompts
 from .environment import environment
@@ -81,12 +81,12 @@ def run_classifier_bench(config: ClassifierBenchConfig, progress: Callable[[str,
     for task, variant, entities in tasks:
         for seed in config.seeds:
             note(f"{task}, {variant}, seed {seed}", done, total)
-            classifier = EncoderClassifier(mode=config.mode, seed=seed)
+            classifier = default_classifier(entities, mode=config.mode, seed=seed)
             if task == "demo":
-                fitted = fit_classifier(data.forget, data.retain, entities=entities, classifier=_with(entities, classifier), alpha=config.alpha, seed=seed)
+                fitted = fit_classifier(data.forget, data.retain, entities=entities, classifier=classifier, alpha=config.alpha, seed=seed)
                 report.rows.append(_row(task, variant, seed, fitted))
             else:
-                fitted = fit_classifier(tofu / "forget01.jsonl", tofu / "retain99.jsonl", entities=entities, classifier=_with(entities, classifier), alpha=config.alpha, seed=seed)
+                fitted = fit_classifier(tofu / "forget01.jsonl", tofu / "retain99.jsonl", entities=entities, classifier=classifier, alpha=config.alpha, seed=seed)
                 report.rows.append(_row(task, variant, seed, fitted, paraphrases))
             done += 1
     pool = [i.prompt for i in general_prompts()]
@@ -106,12 +106,6 @@ def run_classifier_bench(config: ClassifierBenchConfig, progress: Callable[[str,
     note("done", total, total)
     report.environment = environment(torch_threads=torch.get_num_threads())
     return report
-
-
-def _with(entities: Sequence[str], classifier: EncoderClassifier):
-    from ..classifier import AnyOfClassifier, KeywordClassifier
-
-    return AnyOfClassifier([KeywordClassifier(entities), classifier]) if entities else classifier
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

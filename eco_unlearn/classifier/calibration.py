@@ -16,14 +16,22 @@ import numpy as np
 
 from ..errors import EcoUnlearnError
 
-__all__ = ["CalibrationError", "ErrorRates", "conformal_threshold", "error_rates", "min_calibration_size"]
+__all__ = [
+    "CalibrationError",
+    "ErrorRates",
+    "conformal_rank",
+    "conformal_threshold",
+    "error_rates",
+    "min_calibration_size",
+]
 
 
 class CalibrationError(EcoUnlearnError):
     """The held-out data cannot support the requested false-positive bound."""
 
 
-def _rank(n: int, alpha: float) -> int:
+def conformal_rank(n: int, alpha: float) -> int:
+    """Rank (1-based, ascending) of the calibration score the threshold sits just above."""
     return math.ceil((n + 1) * (1 - alpha) - 1e-9)  # tolerance: (n + 1) * 0.99 must not round up past n
 
 
@@ -32,7 +40,7 @@ def min_calibration_size(alpha: float) -> int:
     if not 0 < alpha < 1:
         raise CalibrationError(f"alpha must lie in (0, 1), not {alpha!r}")
     n = max(1, math.floor((1 - alpha) / alpha) - 1)
-    while _rank(n, alpha) > n:
+    while conformal_rank(n, alpha) > n:
         n += 1
     return n
 
@@ -48,7 +56,7 @@ def conformal_threshold(negative_scores: Sequence[float], alpha: float) -> float
             f"available. Give more retain or general prompts (about {math.ceil(needed / max(n, 1) * 100)}% of "
             "what you have now), or raise alpha"
         )
-    quantile = float(scores[_rank(n, alpha) - 1])
+    quantile = float(scores[conformal_rank(n, alpha) - 1])
     threshold = float(np.nextafter(quantile, np.inf))
     if threshold > 1.0:
         raise CalibrationError(

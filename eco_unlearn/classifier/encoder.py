@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..encoders import TextEncoder
-from ..errors import GuardError
+from ..errors import GuardError, ModelError
 from .base import register_classifier
 
 __all__ = ["EncoderClassifier"]
@@ -266,20 +266,10 @@ class EncoderClassifier:
         encoder_state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
         if mode == "finetune" and not encoder_state:
             raise GuardError("a fine-tuned encoder classifier needs its encoder weights, and they are missing")
-        encoder = TextEncoder(
-            config.get("backbone", "minilm"),
-            max_length=int(config.get("max_length", 128)),
-            stride=int(config.get("stride", 32)),
-            batch_size=int(config.get("batch_size", 64)),
-            dtype=config.get("dtype", "float32"),
-            state_dict=encoder_state or None,
-        )
-        expected = config.get("backbone_sha256")
-        if expected and encoder.backbone_sha256 != expected:
-            raise GuardError(
-                f"encoder {config.get('backbone')!r} differs from the one this classifier was trained on "
-                f"(embedding sha256 {encoder.backbone_sha256[:12]}... instead of {expected[:12]}...)"
-            )
+        try:
+            encoder = TextEncoder.from_config(config, encoder_state or None)
+        except ModelError as exc:
+            raise GuardError(str(exc)) from None
         keys = {k: v for k, v in config.items() if k in ("C", "epochs", "learning_rate", "patience", "validation_fraction", "seed")}
         classifier = cls(mode=mode, _encoder=encoder, **keys)
         head_state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
