@@ -69,10 +69,10 @@ def _load(model: str, dtype: str, device: str) -> tuple[Any, Any]:
         return load_model(model, dtype=dtype, device=device)
 
 
-def _load_guard(spec: str | None, model_name: str):
+def _guard_path(spec: str | None, model_name: str) -> Path | None:
+    """The guard folder ``--guard`` names: a path, or 'demo' for the one ``eco-unlearn demo`` fitted."""
     from .demo import demo_guard_path
     from .errors import GuardError
-    from .guard import Guard
 
     if spec is None:
         return None
@@ -80,8 +80,15 @@ def _load_guard(spec: str | None, model_name: str):
         path = demo_guard_path(model_name)
         if not (path / "guard.json").is_file():
             raise GuardError(f"no demo guard for {model_name} yet: run `eco-unlearn demo --model {model_name}` first (it fits one)")
-        return Guard.load(path)
-    return Guard.load(spec)
+        return path
+    return Path(spec)
+
+
+def _load_guard(spec: str | None, model_name: str):
+    from .guard import Guard
+
+    path = _guard_path(spec, model_name)
+    return None if path is None else Guard.load(path)
 
 
 @contextmanager
@@ -340,6 +347,70 @@ def models() -> None:
     out.print(table)
 
 
+class ClassifierErrorChoice(str, Enum):
+    refuse = "refuse"
+    corrupt = "corrupt"
+
+
+class BackendChoice(str, Enum):
+    local = "local"
+    vllm = "vllm"
+
+
+@app.command()
+def serve(
+    model: str = typer.Option("smollm2", "--model", "-m", help="Embedded default, local folder or hub id (vllm backend: a local folder)."),
+    guard: Optional[str] = typer.Option(None, "--guard", "-g", help="Guard folder, or 'demo'; without one the model is served unguarded."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    served_model_name: Optional[str] = typer.Option(None, "--served-model-name", help="The model id clients send (default: --model)."),
+    audit_log: Path = typer.Option(Path("audit.jsonl"), "--audit-log", help="JSON Lines audit log, one line per request."),
+    no_audit: bool = typer.Option(False, "--no-audit", help="Write no audit log."),
+    audit_prompts: bool = typer.Option(False, "--audit-prompts", help="Store prompt texts in the audit log (default: SHA-256 only)."),
+    on_classifier_error: ClassifierErrorChoice = typer.Option("refuse", "--on-classifier-error", help="When the classifier fails: refuse (503) or corrupt every prompt token."),
+    admin_token: Optional[str] = typer.Option(None, "--admin-token", envvar="ECO_UNLEARN_ADMIN_TOKEN", help="Enables POST /v1/guard/reload for this bearer token."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most prompts in one generate call (1: no batching)."),
+    batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0, help="How long a batch waits for company."),
+    max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", min=1, help="Larger request bodies get 413."),
+    default_max_tokens: int = typer.Option(256, "--default-max-tokens", min=1, help="Chat completions without max_tokens."),
+    backend: BackendChoice = typer.Option("local", "--backend", help="local: run the model here; vllm: guard in front of a vLLM server."),
+    vllm_url: Optional[str] = typer.Option(None, "--vllm-url", help="vllm backend: the vLLM server (started with --enable-prompt-embeds)."),
+    vllm_model: Optional[str] = typer.Option(None, "--vllm-model", help="vllm backend: the model name vLLM serves (default: the served name)."),
+    truncation: TruncationChoice = typer.Option("error", help="Over-long prompts: 'error' refuses (400), 'left' drops the oldest tokens."),
+    force: bool = typer.Option(False, "--force", help="Attach a guard built for another model anyway."),
+    dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
+    device: str = typer.Option("cpu"),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level."),
+) -> None:
+    """Serve the guarded model over an OpenAI-compatible HTTP API (SIGHUP reloads the guard folder)."""
+    import logging
+
+    from .serve import ServeConfig, build_backend, create_app
+    from .serve.server import serve as run_server
+
+    with _errors():
+        guard_path = _guard_path(guard, model)
+        config = ServeConfig(
+            model_id=served_model_name or model, guard_path=None if guard_path is None else str(guard_path),
+            audit_log=None if no_audit else audit_log, audit_prompts=audit_prompts,
+            on_classifier_error=on_classifier_error.value, admin_token=admin_token, reload_on_sighup=True,
+            max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens, max_batch=max_batch,
+            batch_wait_ms=batch_wait_ms,
+        )
+        with err.status(f"Loading {model} ({backend.value} backend)"):  # the guard first: a broken one fails fast
+            served = build_backend(model, config, backend=backend.value, vllm_url=vllm_url, vllm_model=vllm_model,
+                                   force=force, truncation=truncation.value, dtype=dtype, device=device)
+        application = create_app(served)
+        if guard_path is None:
+            err.print("[yellow]warning:[/] no --guard: the model is served unguarded")
+        audit = "no audit log" if config.audit_log is None else f"audit log {config.audit_log}"
+        err.print(f"serving {config.model_id!r} at http://{host}:{port}/v1 ({backend.value} backend, "
+                  f"guard {guard_path or 'none'}, {audit})", soft_wrap=True, highlight=False)
+    logging.getLogger("eco_unlearn").setLevel(logging.INFO)
+    logging.basicConfig(format="%(levelname)s:     %(message)s")
+    run_server(application, host, port, log_level=log_level)
+
+
 @bench_app.command("overhead")
 def bench_overhead(
     model: str = typer.Option("smollm2", "--model", "-m"),
@@ -414,6 +485,179 @@ def bench_classifier(
         out.print(f"written to {output}")
 
 
+
+@bench_app.command("serve")
+def bench_serve(
+    model: str = typer.Option("smollm2", "--model", "-m"),
+    clients: int = typer.Option(4, "--clients", min=1, help="Concurrent clients."),
+    duration: float = typer.Option(60.0, "--duration", min=1.0, help="Seconds per mode."),
+    max_tokens: int = typer.Option(16, "--max-tokens", min=1),
+    modes: str = typer.Option("unguarded,guarded,guarded-nobatch", help="Comma-separated modes."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Each mode's time is split into this many rounds, interleaved with the other modes."),
+    threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's choice)."),
+    output: Path = typer.Option(Path("benchmarks/results/serve.json"), "--out", "-o"),
+) -> None:
+    """Load test of the server on loopback: throughput, p50/p99 latency, errors and audit lines, guarded vs unguarded."""
+    from .bench.serve import ServeBenchConfig, run_serve_bench
+
+    with _errors():
+        mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
+        config = ServeBenchConfig(model, clients, duration, max_tokens, mode_list, max_batch, rounds=rounds, threads=threads)
+        with _progress("serve benchmark") as progress:
+            report = run_serve_bench(config, progress)
+        report.save(output)
+        table = Table(title=f"server load, {model}, {clients} clients x {duration:g} s per mode, max_tokens {max_tokens}, greedy chat")
+        columns = ("mode", "requests", "errors", "req/s", "tokens/s", "p50 s", "p99 s", "mean batch", "audit lines", "lost audit lines")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for row in report.rows:
+            table.add_row(row.mode, str(row.requests), str(row.errors), f"{row.requests_per_s:.2f}", f"{row.tokens_per_s:.1f}",
+                          f"{row.latency_p50_s:.2f}", f"{row.latency_p99_s:.2f}", f"{row.mean_batch_rows:.2f}",
+                          str(row.audit_lines), str(row.lost_audit_lines))
+        Console(width=max(out.width, 150)).print(table)
+        out.print(f"written to {output}")
+
+
+tofu_app = typer.Typer(help="TOFU: fine-tune target and retain models, fit ECO, score with the published metrics.", no_args_is_help=True)
+app.add_typer(tofu_app, name="tofu")
+
+_DATA_HELP = "Folder with the TOFU files (or one holding tofu/); default $ECO_UNLEARN_DATA, else the hub copy."
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the CLI shows its own progress instead
+
+
+def _finetune_config(epochs: Optional[int], learning_rate: Optional[float], batch_size: Optional[int]):
+    from dataclasses import replace
+
+    from .bench.tofu.run import DEFAULT_FINETUNE
+
+    given = {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size}
+    return replace(DEFAULT_FINETUNE, **{k: v for k, v in given.items() if v is not None})
+
+
+def _tofu_table(summaries: dict[str, dict[str, float]], title: str) -> None:
+    from .bench.tofu.report import COLUMNS, summary_rows
+
+    table = Table(title=title)
+    table.add_column("model")
+    for _, column in COLUMNS:
+        table.add_column(column, justify="right")
+    for row in summary_rows(summaries):
+        cells = [("-" if row[key] is None else f"{row[key]:.3g}" if key == "forget_quality" else f"{row[key]:.3f}") for key, _ in COLUMNS]
+        table.add_row(row["model"], *cells)
+    Console(width=max(out.width, 150)).print(table)
+
+
+@tofu_app.command("prepare")
+def tofu_prepare(
+    model: str = typer.Option("smollm2", "--model", "-m", help="Base model: embedded default, local folder or hub id."),
+    preset: str = typer.Option("mini", "--preset", "--split", help="mini, forget01, forget05 or forget10."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+    authors: Optional[int] = typer.Option(None, "--authors", min=1, help="Retain authors to keep (overrides the preset)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+) -> None:
+    """Fine-tune the target (all training authors) and retain (no forget authors) models, or reuse cached ones."""
+    from .bench.tofu import TofuRunConfig, load_splits, prepare_models
+
+    _quiet_transformers()
+    with _errors():
+        config = TofuRunConfig(preset=preset, model=model, authors=authors)
+        splits = load_splits(config.resolved_preset(), data_dir)
+        with _progress("preparing") as progress:
+            prepared = prepare_models(splits, model, _finetune_config(epochs, learning_rate, batch_size), progress=progress)
+        table = Table(title=f"TOFU {splits.preset.name} models from {model}")
+        for column in ("model", "folder", "pairs", "epoch losses", "minutes"):
+            table.add_column(column)
+        for role, path in (("target", prepared.target), ("retain", prepared.retain)):
+            run = prepared.training[role]
+            losses = " ".join(f"{x:.2f}" for x in run["epoch_losses"])
+            minutes = "cached" if run["cached"] else f"{run['seconds'] / 60:.1f}"
+            table.add_row(role, str(path), str(run["examples"]), losses, minutes)
+        Console(width=max(out.width, 150)).print(table)
+
+
+@tofu_app.command("eval")
+def tofu_eval(
+    model: str = typer.Option(..., "--model", "-m", help="Model folder (e.g. a prepared target), embedded default or hub id."),
+    guard: Optional[Path] = typer.Option(None, "--guard", "-g", help="Guard folder; without it the model is scored bare."),
+    preset: str = typer.Option("mini", "--preset", help="Which questions to score: mini, forget01, forget05 or forget10."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="The retain model's evaluation JSON (for forget quality)."),
+    authors: Optional[int] = typer.Option(None, "--authors", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the per-question JSON here."),
+) -> None:
+    """Score a model, guarded or not, with TOFU's published metrics."""
+    from .bench.tofu import TofuEvalConfig, TofuRunConfig, evaluate_model, load_splits
+    from .io import atomic_write_json
+
+    _quiet_transformers()
+    with _errors():
+        splits = load_splits(TofuRunConfig(preset=preset, authors=authors).resolved_preset(), data_dir)
+        with _progress("evaluating") as progress:
+            evaluation = evaluate_model(
+                model, splits, guard=str(guard) if guard else None, reference=str(reference) if reference else None,
+                config=TofuEvalConfig(max_new_tokens=max_new_tokens), limit=limit, progress=progress,
+            )
+        if output is not None:
+            atomic_write_json(output, evaluation.to_dict())
+        _tofu_table({evaluation.model: evaluation.summary}, f"TOFU {splits.preset.name}")
+        if output is not None:
+            out.print(f"per-question values written to {output}")
+
+
+@tofu_app.command("run")
+def tofu_run(
+    preset: str = typer.Option("mini", "--preset", help="mini, forget01, forget05 or forget10."),
+    model: str = typer.Option("smollm2", "--model", "-m", help="Base model: embedded default, local folder or hub id."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/tofu-PRESET)."),
+    authors: Optional[int] = typer.Option(None, "--authors", min=1, help="Retain authors to keep (overrides the preset)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+    budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the strength search may make."),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """The whole TOFU protocol: prepare the models, evaluate retain and target, fit ECO, evaluate it, report."""
+    from .bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, run_tofu
+
+    _quiet_transformers()
+    with _errors():
+        config = TofuRunConfig(
+            preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
+            output=str(output or Path("benchmarks/results") / f"tofu-{preset}"), authors=authors, limit=limit,
+            finetune=_finetune_config(epochs, learning_rate, batch_size),
+            evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens), eco=EcoTofuConfig(budget=budget, seed=seed),
+        )
+        with _progress("TOFU") as progress:
+            report = run_tofu(config, progress)
+        _tofu_table(report.summaries, f"TOFU {report.config['preset']['name']}, {model}")
+        checks, passed = report.checks, report.checks["passed"]
+        marks = {True: "[green]pass[/]", False: "[red]FAIL[/]"}
+
+        def number(value: float | None, spec: str) -> str:
+            return "-" if value is None else format(value, spec)
+
+        out.print(
+            f"target forget ROUGE-L {number(checks['target_forget_rouge'], '.3f')} (>= 0.6: {marks[passed['target_learned']]}), "
+            f"target forget quality {number(checks['target_forget_quality'], '.3g')} (< 0.01: {marks[passed['target_distinguishable']]}), "
+            f"ECO forget quality {number(checks['eco_forget_quality'], '.3g')} (>= 0.1: {marks[passed['eco_forget_quality']]}), "
+            f"ECO/target utility {number(checks['eco_utility_ratio'], '.3f')} (>= 0.98: {marks[passed['eco_utility']]})"
+        )
+        out.print(f"{report.seconds['total'] / 60:.1f} min; report, per-question JSON, guard and plot in {config.output}")
+
+
 def main() -> None:
     """Console entry point: like ``app()``, but a usage error is one ``error:`` line and exit code 2."""
     try:
@@ -425,7 +669,7 @@ def main() -> None:
         hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
         err.print(f"[bold red]error:[/] {exc.format_message()}{hint}", soft_wrap=True, highlight=False)
         code = 2
-    except click_exceptions.Abort:
+    except (KeyboardInterrupt, typer.Abort):
         err.print("[red]interrupted[/]")
         code = 130
     sys.exit(code if isinstance(code, int) else 0)

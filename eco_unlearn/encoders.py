@@ -48,7 +48,7 @@ def resolve_encoder(name_or_path: str) -> str:
     return name_or_path
 
 
-def _fast_bfloat16() -> bool:
+def fast_bfloat16() -> bool:
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
@@ -83,7 +83,7 @@ class TextEncoder:
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
         self.device = torch.device(device)
         if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" or _fast_bfloat16() else "float32"
+            dtype = "bfloat16" if self.device.type == "cuda" or fast_bfloat16() else "float32"
         self.dtype = dtype
         location = resolve_encoder(name_or_path)
         hf_logging.disable_progress_bar()

@@ -109,9 +109,10 @@ class GuardedModel:
         return self.model.get_input_embeddings().weight.device
 
     # ------------------------------------------------------------------------------------ encoding
-    def _rows(self, prompts: Prompts, chat: bool, reserve: int | Sequence[int] = 0) -> list[_Row]:
+    def _rows(self, prompts: Prompts, chat: bool, reserve: int | Sequence[int] = 0, *, warn: bool = True) -> list[_Row]:
         """Render, classify and tokenize prompts, check them against the context (keeping ``reserve``
-        tokens free per prompt) and build their corruption masks."""
+        tokens free per prompt) and build their corruption masks. ``warn=False`` is for callers that
+        handle a flagged prompt with an empty mask themselves (the server fails closed on it)."""
         rendered = render_prompts(prompts, self.tokenizer, chat=chat)
         reserve = [reserve] * len(rendered) if isinstance(reserve, int) else list(reserve)
         if len(reserve) != len(rendered):
@@ -120,9 +121,10 @@ class GuardedModel:
             decisions = [GuardDecision(False, [], {}) for _ in rendered]
         else:
             decisions = self.guard.decide([r.user_text for r in rendered])
-        return [self._row(i, *args) for i, args in enumerate(zip(rendered, decisions, reserve))]
+        return [self._row(i, *args, warn=warn) for i, args in enumerate(zip(rendered, decisions, reserve))]
 
-    def _row(self, index: int, prompt: RenderedPrompt, decision: GuardDecision, reserve: int) -> _Row:
+    def _row(self, index: int, prompt: RenderedPrompt, decision: GuardDecision, reserve: int, *,
+             warn: bool = True) -> _Row:
         enc = self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens, return_offsets_mapping=True)
         ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
         mask = [False] * len(ids)
@@ -132,7 +134,7 @@ class GuardedModel:
                 for j in self.guard.target(name).tokens.select(prompt, offsets, special):
                     mask[j] = True
         ids, mask = self._fit_context(index, ids, mask, reserve)
-        if decision.flagged and not any(mask):
+        if warn and decision.flagged and not any(mask):
             warnings.warn(
                 f"prompt {index} was flagged by {', '.join(decision.targets)} but its token selection picked no "
                 "token of the user's text, so it is answered uncorrupted",

@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 
 from eco_unlearn import CLASSIFIERS, GuardedModel, register_classifier  # noqa: E402
-from unit_helpers import LengthClassifier, build_model, build_tokenizer, make_guard  # noqa: E402
+from unit_helpers import ExplodingClassifier, LengthClassifier, build_model, build_tokenizer, make_guard  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +72,17 @@ def length_classifier_kind():
         yield LengthClassifier
     finally:
         CLASSIFIERS.pop(LengthClassifier.kind, None)
+
+
+@pytest.fixture
+def exploding_kind():
+    """Register ExplodingClassifier for the duration of one test, then remove it from CLASSIFIERS."""
+    assert ExplodingClassifier.kind not in CLASSIFIERS
+    register_classifier(ExplodingClassifier)
+    try:
+        yield ExplodingClassifier
+    finally:
+        CLASSIFIERS.pop(ExplodingClassifier.kind, None)
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def build_tokenizer():
     return tok
 
 
-def build_model(tok, seed: int = 0):
+def build_model(tok, seed: int = 0, context: int = 128):
     """A 2-layer, 32-wide random Llama over the tiny tokenizer's vocabulary, in eval mode (grads left on)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -79,7 +79,7 @@ def build_model(tok, seed: int = 0):
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=128,
+        max_position_embeddings=context,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
@@ -103,6 +103,33 @@ def make_guard(model=None, *, corruption=None, seed=0, tokens=None, name="hp", k
         **target_kwargs,
     )
     return Guard([target], model_fingerprint=fingerprint(model) if model is not None else None, seed=seed)
+
+
+class ExplodingClassifier:
+    """Test classifier that raises on texts containing 'EXPLODE' (a classifier outage) and flags 'Harry Potter'."""
+
+    kind = "test-exploding"
+
+    def predict_proba(self, texts):
+        if any("EXPLODE" in t for t in texts):
+            raise RuntimeError("classifier backend down (simulated)")
+        return torch.tensor([1.0 if "Harry Potter" in t else 0.0 for t in texts]).numpy()
+
+    def to_config(self):
+        return {}
+
+    def tensors(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config, tensors):
+        return cls()
+
+
+def exploding_guard(model):
+    """A one-target guard ('hp', gaussian sigma 1.0) whose classifier is an ExplodingClassifier."""
+    target = Target("hp", ExplodingClassifier(), CorruptionSpec("gaussian_first_n", 1.0))
+    return Guard([target], model_fingerprint=fingerprint(model))
 
 
 class LengthClassifier:

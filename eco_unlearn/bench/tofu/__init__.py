@@ -1,0 +1,33 @@
+"""TOFU (Maini et al., 2024) with eco-unlearn: data, fine-tuned target and retain models, the published
+metrics, an ECO guard fitted from what a user has, and the report."""
+
+from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_split, load_splits
+from .eco import EcoTofuConfig, fit_tofu_guard, format_items
+from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
+from .report import check_floors, plot_tradeoff, summary_rows
+from .run import PreparedModels, TofuReport, TofuRunConfig, evaluate_model, prepare_models, run_tofu
+
+__all__ = [
+    "PRESETS",
+    "EcoTofuConfig",
+    "PreparedModels",
+    "TofuDataError",
+    "TofuEvalConfig",
+    "TofuEvaluation",
+    "TofuPreset",
+    "TofuReport",
+    "TofuRunConfig",
+    "TofuSplits",
+    "check_floors",
+    "evaluate_model",
+    "evaluate_tofu",
+    "fit_tofu_guard",
+    "format_items",
+    "load_split",
+    "load_splits",
+    "plot_tradeoff",
+    "prepare_models",
+    "run_tofu",
+    "summarise",
+    "summary_rows",
+]

@@ -1,0 +1,267 @@
+"""The TOFU protocol end to end: prepare the target and retain models, fit ECO, evaluate, report.
+
+``prepare_models`` fine-tunes the base model twice (on every training author: the *target*; without the
+forget authors: the *retain* model) and caches both, keyed by the base model, the training rows and the
+settings, so later runs reuse them. ``run_tofu`` then evaluates both, fits a guard on the target with
+nothing but what a user has, evaluates the guarded target, and writes per-question JSON, a summary and
+a plot. ``evaluate_model`` scores any model folder, with or without a guard.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from ...guard import Guard
+from ...guarded import GuardedModel
+from ...io import atomic_dir, atomic_write_json
+from ...models import EMBEDDED_MODELS, cache_dir, fingerprint, load_model
+from ..environment import environment
+from ..finetune import FinetuneConfig, finetune
+from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_splits
+from .eco import EcoTofuConfig, fit_tofu_guard, format_items
+from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
+from .report import FLOORS, check_floors, plot_tradeoff
+
+__all__ = ["PreparedModels", "TofuReport", "TofuRunConfig", "evaluate_model", "prepare_models", "run_tofu"]
+
+Progress = Callable[[str, int, int], None]
+
+# Enough for SmolLM2-135M to learn 400 TOFU answers on a CPU (forget ROUGE-L recall above 0.6).
+DEFAULT_FINETUNE = FinetuneConfig(epochs=5, learning_rate=3e-4, batch_size=16)
+
+
+@dataclass
+class TofuRunConfig:
+    """One TOFU run. ``authors`` overrides the preset's number of retain authors; ``limit`` evaluates only
+    the first questions of each set (for smoke tests; the numbers are then not comparable)."""
+
+    preset: str = "mini"
+    model: str = "smollm2"
+    data_dir: str | None = None
+    cache: str | None = None
+    output: str = "benchmarks/results/tofu-mini"
+    authors: int | None = None
+    limit: int | None = None
+    finetune: FinetuneConfig = field(default_factory=lambda: replace(DEFAULT_FINETUNE))
+    evaluation: TofuEvalConfig = field(default_factory=TofuEvalConfig)
+    eco: EcoTofuConfig = field(default_factory=EcoTofuConfig)
+
+    def resolved_preset(self) -> TofuPreset:
+        if self.preset not in PRESETS:
+            raise TofuDataError(f"unknown TOFU preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        preset = PRESETS[self.preset]
+        if self.authors is not None:
+            if isinstance(self.authors, bool) or not isinstance(self.authors, int) or self.authors < 1:
+                raise TofuDataError(f"authors must be a positive integer, not {self.authors!r}")
+            preset = replace(preset, name=f"{preset.name}-{self.authors}authors", authors=self.authors)
+        return preset
+
+
+@dataclass
+class PreparedModels:
+    """Folders of the fine-tuned target and retain models, and what their training did."""
+
+    target: Path
+    retain: Path
+    training: dict[str, Any]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:48] or "model"
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model_key(name: str, model: Any) -> str:
+    base = name if name in EMBEDDED_MODELS else Path(name).name or name
+    return f"{_slug(base)}-{fingerprint(model).embedding_sha256[:12]}"
+
+
+def prepare_models(
+    splits: TofuSplits,
+    model: str = "smollm2",
+    config: FinetuneConfig | None = None,
+    *,
+    cache: str | None = None,
+    progress: Progress | None = None,
+) -> PreparedModels:
+    """Fine-tune ``model`` into the target (all training authors) and retain (without the forget authors)
+    models of ``splits``, or reuse them from the cache when the same training was done before.
+
+    An interrupted fine-tune resumes from its last finished epoch.
+    """
+    config = config or replace(DEFAULT_FINETUNE)
+    config.validate()
+    base, tokenizer = load_model(model, cache=cache)
+    chat = bool(tokenizer.chat_template)
+    root = cache_dir(cache) / "tofu" / _model_key(model, base)
+    del base
+    training: dict[str, Any] = {}
+    paths = {}
+    for role, items in (("retain", splits.retain_train), ("target", splits.target_train)):
+        rows = [(i.prompt, i.answer) for i in format_items(items, chat)]
+        signature = {"finetune": asdict(config), "chat": chat, "rows": _digest(rows), "examples": len(rows)}
+        path = root / f"{splits.preset.name}-{role}-{_digest(signature)}"
+        paths[role] = path
+        record = path / "prepare.json"
+        if record.is_file() and json.loads(record.read_text()).get("signature") == signature:
+            training[role] = {**json.loads(record.read_text())["result"], "cached": True}
+            continue
+        net, tok = load_model(model, cache=cache)
+        label = f"fine-tune {role} ({len(rows)} pairs)"
+        result = finetune(
+            net, tok, rows, config, chat=chat, checkpoint=path.with_name(path.name + ".checkpoint"),
+            progress=(lambda step, total, loss, label=label: progress(label, step, total)) if progress else None,
+        )
+        with atomic_dir(path) as tmp:
+            net.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            atomic_write_json(tmp / "prepare.json", {"signature": signature, "result": result.to_dict(), "base": model})
+        shutil.rmtree(path.with_name(path.name + ".checkpoint"), ignore_errors=True)
+        training[role] = {**result.to_dict(), "cached": False}
+        del net
+        gc.collect()
+    return PreparedModels(paths["target"], paths["retain"], training)
+
+
+def _eval_sets(splits: TofuSplits, chat: bool, limit: int | None) -> dict[str, list]:
+    return {name: format_items(items[:limit] if limit else items, chat) for name, items in splits.eval_sets.items()}
+
+
+def _cached_evaluation(
+    folder: Path, name: str, splits: TofuSplits, config: TofuEvalConfig, limit: int | None, progress: Progress | None
+) -> TofuEvaluation:
+    """Evaluate the unguarded model in ``folder``, caching the per-question values next to it."""
+    key = _digest({"config": asdict(config), "limit": limit, "sets": {k: len(v) for k, v in splits.eval_sets.items()}, "preset": splits.preset.name})
+    path = folder / f"tofu-eval-{key}.json"
+    if path.is_file():
+        return TofuEvaluation.from_dict({**json.loads(path.read_text()), "model": name})
+    model, tokenizer = load_model(folder)
+    chat = bool(tokenizer.chat_template) if config.chat is None else config.chat
+    evaluation = evaluate_tofu(GuardedModel(model, tokenizer), _eval_sets(splits, chat, limit), name=name, config=config, progress=progress)
+    atomic_write_json(path, evaluation.to_dict())
+    return evaluation
+
+
+@dataclass
+class TofuReport:
+    """Summaries of the retain model, the target and the ECO-guarded target, with the checks against the
+    issue's floors, timings and where everything was written."""
+
+    config: dict[str, Any]
+    summaries: dict[str, dict[str, float]]
+    checks: dict[str, Any]
+    fit: dict[str, Any]
+    training: dict[str, Any]
+    seconds: dict[str, float]
+    files: dict[str, str]
+    environment: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = None) -> TofuReport:
+    """Prepare (or reuse) the models, evaluate retain and target, fit and evaluate ECO, write the report.
+
+    Writes the folder ``config.output``: ``retain.json``, ``target.json``, ``eco.json`` (per question),
+    ``guard/`` (the fitted guard), ``report.json`` and ``tofu.png``. The folder is replaced as a whole
+    when the run succeeds, so a run that fails leaves the previous results intact.
+    """
+    config = config or TofuRunConfig()
+    clock = {"start": time.perf_counter()}
+    preset = config.resolved_preset()
+    splits = load_splits(preset, config.data_dir)
+    prepared = prepare_models(splits, config.model, config.finetune, cache=config.cache, progress=progress)
+    clock["prepare"] = time.perf_counter()
+
+    retain = _cached_evaluation(prepared.retain, "retain", splits, config.evaluation, config.limit, progress)
+    reference = retain.truth_ratios()
+    retain.summary = summarise(retain.items, reference)
+    target = _cached_evaluation(prepared.target, "target", splits, config.evaluation, config.limit, progress)
+    target.summary = summarise(target.items, reference)
+    clock["evaluate"] = time.perf_counter()
+
+    model, tokenizer = load_model(prepared.target)
+    chat = bool(tokenizer.chat_template) if config.evaluation.chat is None else config.evaluation.chat
+    fit, details = fit_tofu_guard(model, tokenizer, splits, config.eco, chat=chat, progress=progress)
+    clock["fit"] = time.perf_counter()
+    eco = evaluate_tofu(
+        GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, config.limit),
+        name="eco", retain_truth_ratios=reference, config=config.evaluation, progress=progress,
+    )
+    clock["eco"] = time.perf_counter()
+
+    out = Path(config.output)
+    evaluations = {"retain": retain, "target": target, "eco": eco}
+    report = TofuReport(
+        config=_config_dict(config, preset),
+        summaries={k: v.summary for k, v in evaluations.items()},
+        checks=check_floors(target.summary, eco.summary),
+        fit={"report": fit.report.to_dict(), **details},
+        training=prepared.training,
+        seconds={
+            "prepare": clock["prepare"] - clock["start"],
+            "evaluate_retain_and_target": clock["evaluate"] - clock["prepare"],
+            "fit": clock["fit"] - clock["evaluate"],
+            "evaluate_eco": clock["eco"] - clock["fit"],
+            "total": time.perf_counter() - clock["start"],
+        },
+        files={
+            "target_model": str(prepared.target), "retain_model": str(prepared.retain), "guard": str(out / "guard"),
+            **{name: str(out / f"{name}.json") for name in evaluations}, "plot": str(out / "tofu.png"),
+        },
+        environment=environment(),
+    )
+    with atomic_dir(out) as tmp:  # the results of one run replace the previous ones as a whole
+        for name, evaluation in evaluations.items():
+            atomic_write_json(tmp / f"{name}.json", evaluation.to_dict())
+        fit.guard.save(tmp / "guard")
+        plot_tradeoff(report.summaries, tmp / "tofu.png", title=f"TOFU {preset.name}, {config.model}")
+        atomic_write_json(tmp / "report.json", report.to_dict())
+    return report
+
+
+def _config_dict(config: TofuRunConfig, preset: TofuPreset) -> dict[str, Any]:
+    return {**asdict(config), "preset": asdict(preset), "floors": FLOORS}
+
+
+def evaluate_model(
+    model: str,
+    splits: TofuSplits,
+    *,
+    guard: str | None = None,
+    reference: str | None = None,
+    config: TofuEvalConfig | None = None,
+    limit: int | None = None,
+    cache: str | None = None,
+    progress: Progress | None = None,
+) -> TofuEvaluation:
+    """Evaluate ``model`` (a folder, hub id or embedded name), guarded by the guard folder ``guard`` if
+    given. ``reference``: a saved evaluation JSON of the retain model, for forget quality."""
+    config = config or TofuEvalConfig()
+    ratios = None
+    if reference is not None:
+        path = Path(reference)
+        if not path.is_file():
+            raise TofuDataError(f"reference evaluation {path} does not exist (give the retain model's JSON, e.g. retain.json)")
+        try:
+            ratios = TofuEvaluation.from_dict(json.loads(path.read_text())).truth_ratios()
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise TofuDataError(f"{path} is not a TOFU evaluation written by eco-unlearn ({exc})") from None
+    loaded = Guard.load(guard) if guard else None
+    net, tokenizer = load_model(model, cache=cache)
+    chat = bool(tokenizer.chat_template) if config.chat is None else config.chat
+    guarded = GuardedModel(net, tokenizer, loaded)
+    name = Path(model).name if guard is None else f"{Path(model).name}+guard"
+    return evaluate_tofu(guarded, _eval_sets(splits, chat, limit), name=name, retain_truth_ratios=ratios, config=config, progress=progress)

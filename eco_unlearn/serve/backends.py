@@ -1,0 +1,257 @@
+"""Backends: what turns a checked request into text. ``LocalBackend`` runs a ``GuardedModel`` in this
+process, batching concurrent requests; ``VLLMGateway`` (``gateway.py``) relays to a vLLM server.
+
+Both render and classify prompts the same way, fail closed the same way, and answer through a
+``GenerationHandle``, so the HTTP layer does not know which one it talks to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from transformers import StoppingCriteriaList
+
+from ..errors import EcoUnlearnError, PromptError
+from ..guard import Guard
+from ..guarded import GuardedModel
+from ..models import context_length
+from ..prompts import PromptInput, render_prompts
+from .batcher import Job, MicroBatcher
+from .config import ServeConfig
+from .errors import APIError
+from .generation import ChoiceResult, GenerationHandle, GenerationParams, Prepared, RowCollector
+from .guards import DecidedGuard, GuardHolder, GuardSnapshot, check_selections, classify
+
+__all__ = ["Backend", "ClassifierRefused", "LocalBackend", "build_backend", "internal_error", "prepare_prompts"]
+
+log = logging.getLogger("eco_unlearn.serve")
+
+
+class ClassifierRefused(APIError):
+    """503: the guard could not judge a prompt of this request (its classifier failed, or a flagged prompt's
+    token selection picked no token), and the policy is to refuse. The client gets the same answer either
+    way; ``failures`` (per prompt, the audit fields saying why) go to the audit log only."""
+
+    def __init__(self, failures: Sequence[dict[str, str]]) -> None:
+        super().__init__(
+            503,
+            "the guard could not classify this request, so it is refused (the server fails closed); try again later",
+            code="classifier_unavailable",
+        )
+        self.failures = [dict(f) for f in failures]
+
+
+def internal_error(exc: BaseException) -> APIError:
+    """An unexpected failure while generating, as the 500 its request is answered with."""
+    if isinstance(exc, APIError):
+        return exc
+    return APIError(500, f"generation failed ({type(exc).__name__}: {exc})"[:1000], type="server_error")
+
+
+class Backend(Protocol):
+    kind: str
+    model: Any
+    tokenizer: Any
+    guards: GuardHolder
+    config: ServeConfig
+
+    def prepare(self, prompts: Sequence[PromptInput], max_tokens: int | None, *, param: str) -> list[Prepared]: ...
+
+    async def submit(self, prepared: list[Prepared], params: GenerationParams,
+                     snapshot: GuardSnapshot) -> GenerationHandle: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def prepare_prompts(
+    tokenizer: Any,
+    prompts: Sequence[PromptInput],
+    max_tokens: int | None,
+    context: int | None,
+    *,
+    default_max_tokens: int,
+    truncation: str = "error",
+    param: str = "prompt",
+) -> list[Prepared]:
+    """Render and tokenize prompts, and check them and ``max_tokens`` against the model's context.
+
+    ``max_tokens`` None means the client gave no limit: each prompt gets ``default_max_tokens``, or what
+    is left of the context if that is less. Problems raise ``APIError`` 400 naming ``param``.
+    """
+    if context is not None and max_tokens is not None and max_tokens >= context:
+        raise APIError(400, f"max_tokens={max_tokens} does not fit the model's context of {context} tokens",
+                       param="max_tokens", code="invalid_value")
+    try:
+        rendered = render_prompts(list(prompts), tokenizer, chat=False)
+    except PromptError as exc:
+        raise APIError(400, str(exc), param=param, code="invalid_prompt") from None
+    prepared = []
+    for i, (prompt, item) in enumerate(zip(prompts, rendered)):
+        n = len(tokenizer(item.text, add_special_tokens=item.add_special_tokens)["input_ids"])
+        limit = max_tokens
+        if limit is None:
+            limit = default_max_tokens if context is None else max(1, min(default_max_tokens, context - n))
+        if context is not None and n + limit > context and truncation == "error":
+            where = f"{param} {i}" if len(prompts) > 1 else f"the {param}"
+            raise APIError(400, f"{where} has {n} tokens; with max_tokens={limit} it exceeds the model's context of "
+                           f"{context} tokens. Shorten it or lower max_tokens", param=param,
+                           code="context_length_exceeded")
+        prepared.append(Prepared(prompt, item.user_text, n, limit, item.add_special_tokens, item.text))
+    return prepared
+
+
+class LocalBackend:
+    """A ``GuardedModel`` in this process: one worker thread, concurrent requests micro-batched.
+
+    ``config`` is the server's one configuration: ``create_app`` takes it from here.
+    """
+
+    kind = "local"
+
+    def __init__(self, model: Any, tokenizer: Any, guard: Guard | None, config: ServeConfig, *,
+                 force: bool = False, truncation: str = "error") -> None:
+        self.model, self.tokenizer, self.config, self.truncation = model, tokenizer, config, truncation
+        self.guards = GuardHolder(model, guard, config.guard_path, force=force)
+        self.context = context_length(model)
+        self._guarded = GuardedModel(model, tokenizer, truncation=truncation)  # used by the worker thread only
+        eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
+        eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        eos_token = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        self.eos_ids = sorted(set(eos) | eos_token)
+        self.batcher = MicroBatcher(self._run, max_rows=config.max_batch, wait_s=config.batch_wait_ms / 1000)
+        tokenizer("warm up")  # settle the tokenizer's padding/truncation state before threads share it
+
+    def prepare(self, prompts: Sequence[PromptInput], max_tokens: int | None, *,
+                param: str = "prompt") -> list[Prepared]:
+        return prepare_prompts(self.tokenizer, prompts, max_tokens, self.context, param=param,
+                               default_max_tokens=self.config.default_max_tokens, truncation=self.truncation)
+
+    async def start(self) -> None:
+        self.batcher.start()
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    async def submit(self, prepared: list[Prepared], params: GenerationParams,
+                     snapshot: GuardSnapshot) -> GenerationHandle:
+        handle = GenerationHandle(asyncio.get_running_loop())
+        key = None if params.batch_key() is None else (params.batch_key(), snapshot.generation)
+        self.batcher.submit(Job(key, len(prepared), (prepared, params, snapshot, handle), lambda: handle.cancelled,
+                                new_tokens=max(p.max_tokens for p in prepared), room=self._room(prepared),
+                                fail=lambda exc: handle.fail(internal_error(exc))))
+        return handle
+
+    def _room(self, prepared: list[Prepared]) -> float:
+        """The most new tokens these prompts can share a ``generate`` call with and stay whole: what the
+        context leaves them (a prompt that is truncated anyway only with its own ``max_tokens``)."""
+        if self.context is None:
+            return math.inf
+        return min(max(p.max_tokens, self.context - p.prompt_tokens) for p in prepared)
+
+    # ------------------------------------------------------------------------------ worker thread
+    def _run(self, jobs: list[Job]) -> None:
+        """Classify every prompt of the batch, refuse or fail-close what the guard could not judge (the
+        classifier failed, or a flagged prompt's token selection picked nothing), and generate the rest in
+        one call. Anything that raises here fails the whole batch: the batcher answers each job with a 500."""
+        snapshot: GuardSnapshot = jobs[0].payload[2]
+        rows = [p for job in jobs for p in job.payload[0]]
+        classified = classify(snapshot.guard, [p.user_text for p in rows])
+        classified = check_selections(self._guarded, snapshot.guard, [p.prompt for p in rows],
+                                      [p.max_tokens for p in rows], classified)
+        failures = classified.failures()
+        live: list[_Live] = []
+        offset = 0
+        for job in jobs:
+            prepared, _, _, handle = job.payload
+            part = slice(offset, offset + len(prepared))
+            offset += len(prepared)
+            if any(failures[part]) and self.config.on_classifier_error == "refuse":
+                handle.fail(ClassifierRefused(failures[part]))
+                continue
+            decisions = classified.decisions[part]
+            handle.set_decided(decisions, failures[part])
+            live.extend(_Live(job, i, p, d) for i, (p, d) in enumerate(zip(prepared, decisions)))
+        if not live:
+            return
+        try:
+            self._generate(live, jobs[0].payload[1], snapshot)
+        except Exception as exc:
+            log.exception("generation failed")
+            for job in dict.fromkeys(row.job for row in live):
+                job.payload[3].fail(internal_error(exc))
+
+    def _generate(self, live: list["_Live"], params: GenerationParams, snapshot: GuardSnapshot) -> None:
+        rows = []
+        for item in live:
+            handle: GenerationHandle = item.job.payload[3]
+            rows.append(RowCollector.row(
+                item.prepared.max_tokens, item.job.payload[1].stop,
+                emit=lambda text, h=handle, i=item.index: h.emit(i, text), cancelled=lambda h=handle: h.cancelled,
+            ))
+        collector = RowCollector(self.tokenizer, self.eos_ids, rows)
+        guarded = self._guarded
+        guarded.guard = DecidedGuard(snapshot.guard, [item.decision for item in live]) if snapshot.guard else None
+        try:
+            _, decisions = guarded.generate(
+                [item.prepared.prompt for item in live], chat=False,
+                max_new_tokens=max(item.prepared.max_tokens for item in live),
+                temperature=params.temperature, top_p=params.top_p, seed=params.seed, batch_size=len(live),
+                return_decisions=True, stopping_criteria=StoppingCriteriaList([collector]),
+            )
+        finally:
+            guarded.guard = None
+        collector.finalize()
+        results: dict[int, list[ChoiceResult]] = {}
+        for item, row, decision in zip(live, rows, decisions):
+            finish = row.finish if row.finish in ("stop", "length") else "stop"
+            results.setdefault(id(item.job), []).append(ChoiceResult(
+                item.index, row.text, finish, item.prepared.prompt_tokens, len(row.ids), decision,
+            ))
+        for job in dict.fromkeys(item.job for item in live):
+            job.payload[3].finish(results[id(job)])
+
+
+@dataclass
+class _Live:
+    """A prompt of the batch that the classifier judged (or that fails closed) and will be generated."""
+
+    job: Job
+    index: int
+    prepared: Prepared
+    decision: Any
+
+
+def build_backend(model: str, config: ServeConfig, *, backend: str = "local", vllm_url: str | None = None,
+                  vllm_model: str | None = None, force: bool = False, truncation: str = "error",
+                  dtype: str = "float32", device: str = "cpu") -> Backend:
+    """Load the guard folder ``config.guard_path`` (None: serve unguarded), then ``model``, behind a backend.
+
+    ``backend="local"`` runs the model in this process (``load_model``: an embedded default, a local folder or
+    a hub id) as a ``LocalBackend``; ``"vllm"`` loads only the tokenizer and the embedding layer of a local
+    model folder and relays generation to the vLLM server at ``vllm_url`` (serving ``vllm_model``, default
+    ``config.model_id``) as a ``VLLMGateway``. The guard loads first, so a broken one fails before the model.
+    """
+    if backend not in ("local", "vllm"):
+        raise EcoUnlearnError(f"unknown backend {backend!r}; choose 'local' or 'vllm'")
+    if backend == "vllm" and not vllm_url:
+        raise EcoUnlearnError("the vllm backend needs vllm_url (--vllm-url), the vLLM server's address, "
+                              "e.g. http://127.0.0.1:8001")
+    if backend == "vllm" and truncation != "error":
+        raise EcoUnlearnError(f"truncation={truncation!r} (--truncation) is not supported by the vllm backend")
+    guard = Guard.load(config.guard_path) if config.guard_path is not None else None
+    if backend == "local":
+        from ..models import load_model
+
+        lm, tokenizer = load_model(model, dtype=dtype, device=device)
+        return LocalBackend(lm, tokenizer, guard, config, force=force, truncation=truncation)
+    from .embedding import load_embedding_only
+    from .gateway import VLLMGateway
+
+    embedder, tokenizer = load_embedding_only(model, dtype=dtype)
+    return VLLMGateway(embedder, tokenizer, guard, config, url=vllm_url, upstream_model=vllm_model, force=force)

@@ -1,0 +1,349 @@
+"""The TOFU protocol end to end on a tiny saved model: preparing (and caching) the target and retain
+models, ``run_tofu`` and its outputs, reuse on a second run, failures that leave earlier results intact,
+and ``evaluate_model``. ``run_tofu`` uses the shared TOFU data and the installed MiniLM encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from eco_unlearn import load_model
+from eco_unlearn.bench.finetune import FinetuneConfig, FinetuneError
+from eco_unlearn.bench.tofu import (
+    EcoTofuConfig,
+    TofuDataError,
+    TofuEvalConfig,
+    TofuEvaluation,
+    TofuPreset,
+    TofuRunConfig,
+    TofuSplits,
+    check_floors,
+    evaluate_model,
+    load_splits,
+    run_tofu,
+)
+from eco_unlearn.bench.tofu import run as run_module
+from eco_unlearn.bench.tofu.data import DATA_ENV
+from eco_unlearn.bench.tofu.evaluate import EVAL_SETS
+from eco_unlearn.bench.tofu.run import prepare_models
+from eco_unlearn.items import PromptItem
+from unit_helpers import build_model
+
+OUTPUTS = {"retain.json", "target.json", "eco.json", "guard/guard.json", "report.json", "tofu.png"}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def model_bytes(folder: Path) -> bytes:
+    return (folder / "model.safetensors").read_bytes()
+
+
+class Interrupt(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------- prepare_models (synthetic rows)
+
+
+def synthetic_splits(answer_suffix: str = "") -> TofuSplits:
+    def item(k: int, who: str) -> PromptItem:
+        return PromptItem(f"Who is {who} {k}?", answer=f"A wizard {k}.{answer_suffix}", paraphrased_answer="A wizard.", perturbed_answers=("A dog.",))
+
+    retain = [item(k, "Harry") for k in range(3)]
+    forget = [item(k, "Ron") for k in range(2)]
+    return TofuSplits(
+        preset=TofuPreset("syn", "forget01", "holdout01", authors=1),
+        target_train=retain + forget, retain_train=retain, forget=forget, forget_paraphrased_questions=[],
+        retain=retain, real_authors=retain, world_facts=retain, holdout=forget, forget_authors=["Ron"],
+    )
+
+
+TINY = FinetuneConfig(epochs=2, learning_rate=3e-3, batch_size=16, warmup_fraction=0.0, dtype="float32")
+
+
+def test_prepare_models_trains_both_models_then_reuses_them(saved_model_dir, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    seen = []
+    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(cache), progress=lambda *a: seen.append(a))
+    assert first.training["retain"]["cached"] is False and first.training["target"]["cached"] is False
+    assert first.training["retain"]["examples"] == 3 and first.training["target"]["examples"] == 5
+    assert first.target.parent == first.retain.parent and first.target.parent.parent == cache / "tofu"
+    assert first.target.name.startswith("syn-target-") and first.retain.name.startswith("syn-retain-")
+    assert ("fine-tune retain (3 pairs)", 1, 2) in seen and ("fine-tune target (5 pairs)", 2, 2) in seen
+    for folder in (first.target, first.retain):
+        assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+        record = json.loads((folder / "prepare.json").read_text())
+        assert record["base"] == str(saved_model_dir) and record["signature"]["finetune"]["learning_rate"] == 3e-3
+        assert not folder.with_name(folder.name + ".checkpoint").exists()  # removed once the model is saved
+    base, target, retain = (model_bytes(saved_model_dir), model_bytes(first.target), model_bytes(first.retain))
+    assert len({base, target, retain}) == 3  # both trained, on different rows
+    net, _ = load_model(first.target)
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached models were trained again")
+
+    monkeypatch.setattr(run_module, "finetune", no_training)
+    again = prepare_models(synthetic_splits(), str(saved_model_dir), replace(TINY), cache=str(cache))
+    assert (again.target, again.retain) == (first.target, first.retain)
+    assert again.training["target"]["cached"] is True and again.training["retain"]["cached"] is True
+    assert again.training["target"]["epoch_losses"] == first.training["target"]["epoch_losses"]
+    assert model_bytes(again.target) == target
+
+
+def test_prepare_models_cache_is_keyed_by_settings_and_rows(saved_model_dir, tmp_path):
+    cache = str(tmp_path / "cache")
+    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
+    other_lr = prepare_models(synthetic_splits(), str(saved_model_dir), replace(TINY, learning_rate=1e-3), cache=cache)
+    assert other_lr.target != first.target and other_lr.retain != first.retain
+    assert not other_lr.training["target"]["cached"] and not other_lr.training["retain"]["cached"]
+    # other forget answers: a new target, the same retain model (its rows did not change)
+    splits = synthetic_splits()
+    splits.target_train = splits.retain_train + [replace(i, answer="A cat.") for i in splits.forget]
+    new_forget = prepare_models(splits, str(saved_model_dir), TINY, cache=cache)
+    assert new_forget.retain == first.retain and new_forget.training["retain"]["cached"] is True
+    assert new_forget.target != first.target and new_forget.training["target"]["cached"] is False
+
+
+def test_prepare_models_retrains_when_the_record_does_not_match(saved_model_dir, tmp_path):
+    cache = str(tmp_path / "cache")
+    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
+    record = json.loads((first.target / "prepare.json").read_text())
+    record["signature"]["examples"] = 999
+    (first.target / "prepare.json").write_text(json.dumps(record))
+    again = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
+    assert again.target == first.target and again.training["target"]["cached"] is False
+    assert json.loads((first.target / "prepare.json").read_text())["signature"]["examples"] == 5
+
+
+def test_an_interrupted_preparation_resumes_from_its_checkpoint(saved_model_dir, tmp_path):
+    cache = str(tmp_path / "cache")
+
+    def stop_in_target_epoch_2(label, step, total):
+        if label.startswith("fine-tune target") and step == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, progress=stop_in_target_epoch_2)
+    checkpoints = list((tmp_path / "cache" / "tofu").glob("*/syn-target-*.checkpoint"))
+    assert len(checkpoints) == 1 and json.loads((checkpoints[0] / "state.json").read_text())["epoch"] == 1
+    resumed = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
+    assert resumed.training["retain"]["cached"] is True  # finished before the interruption
+    assert resumed.training["target"]["resumed_from_epoch"] == 1 and len(resumed.training["target"]["epoch_losses"]) == 2
+    assert not checkpoints[0].exists()
+    straight = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "other"))
+    assert model_bytes(straight.target) == model_bytes(resumed.target)
+
+
+def test_prepare_models_validates_the_config_first(saved_model_dir, tmp_path):
+    with pytest.raises(FinetuneError, match="epochs"):
+        prepare_models(synthetic_splits(), str(saved_model_dir), replace(TINY, epochs=0), cache=str(tmp_path / "cache"))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_resolved_preset():
+    assert TofuRunConfig().resolved_preset().name == "mini"
+    preset = TofuRunConfig(preset="forget05", authors=3).resolved_preset()
+    assert (preset.name, preset.forget, preset.holdout, preset.authors) == ("forget05-3authors", "forget05", "holdout05", 3)
+    with pytest.raises(TofuDataError, match="unknown TOFU preset 'tiny'"):
+        TofuRunConfig(preset="tiny").resolved_preset()
+    for bad in (0, -1, True, "2", 1.5):
+        with pytest.raises(TofuDataError, match="authors must be a positive integer"):
+            TofuRunConfig(authors=bad).resolved_preset()
+
+
+# ------------------------------------------------------------------------------- run_tofu (real data)
+
+
+@pytest.fixture(scope="module")
+def tofu_data():
+    root = Path(os.environ.get(DATA_ENV, Path(__file__).resolve().parents[3] / "shared" / "data"))
+    for candidate in (root / "tofu", root):
+        if (candidate / "forget01.jsonl").is_file():
+            return candidate
+    pytest.skip(f"TOFU data not found under {root} (set {DATA_ENV})")
+
+
+@pytest.fixture(scope="module")
+def run_config(tofu_data, tmp_path_factory, tok):
+    base = tmp_path_factory.mktemp("tofu-run")
+    model = build_model(tok, seed=0, context=512)
+    model.save_pretrained(base / "model")
+    tok.save_pretrained(base / "model")
+    return TofuRunConfig(
+        model=str(base / "model"), data_dir=str(tofu_data.parent), cache=str(base / "cache"), output=str(base / "out"),
+        authors=1, limit=2, finetune=FinetuneConfig(epochs=1), evaluation=TofuEvalConfig(max_new_tokens=4),
+        eco=EcoTofuConfig(budget=3),
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(run_config):
+    seen = []
+    report = run_tofu(run_config, progress=lambda what, done, total: seen.append(what))
+    out = Path(run_config.output)
+    return report, snapshot(out), seen
+
+
+@pytest.fixture(scope="module")
+def second_run(first_run, run_config):
+    """The same run again: models and bare evaluations come from the cache (training would fail)."""
+    calls = []
+    real = run_module.evaluate_tofu
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("name"))
+        return real(*args, **kwargs)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the prepared models were trained again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_module, "evaluate_tofu", counting)
+        mp.setattr(run_module, "finetune", no_training)
+        report = run_tofu(run_config)
+    return report, snapshot(Path(run_config.output)), calls
+
+
+def test_run_tofu_writes_every_output(first_run, run_config):
+    report, files, seen = first_run
+    out = Path(run_config.output)
+    assert OUTPUTS <= set(files)
+    assert files["tofu.png"].startswith(b"\x89PNG")
+    assert report.files == {
+        "target_model": str(report.files["target_model"]), "retain_model": str(report.files["retain_model"]),
+        "guard": str(out / "guard"), "retain": str(out / "retain.json"), "target": str(out / "target.json"),
+        "eco": str(out / "eco.json"), "plot": str(out / "tofu.png"),
+    }
+    assert json.loads(files["report.json"]) == json.loads(json.dumps(report.to_dict()))
+    guard = json.loads(files["guard/guard.json"])
+    assert guard["targets"][0]["name"] == "tofu-forget01"
+    assert {"fine-tune retain (20 pairs)", "fine-tune target (60 pairs)", "retain: forget", "target: done", "eco: done"} <= set(seen)
+
+
+def test_run_tofu_evaluations_and_report(first_run):
+    report, files, _ = first_run
+    evaluations = {name: TofuEvaluation.from_dict(json.loads(files[f"{name}.json"])) for name in ("retain", "target", "eco")}
+    reference = evaluations["retain"].truth_ratios()
+    for name, evaluation in evaluations.items():
+        assert evaluation.model == name and list(evaluation.items) == list(EVAL_SETS)
+        assert all(len(rows) == 2 for rows in evaluation.items.values())  # limit=2
+        assert evaluation.summary == report.summaries[name]
+        assert evaluation.summary["forget_quality"] == pytest.approx(stats.ks_2samp(evaluation.truth_ratios(), reference).pvalue)
+        assert "model_utility" in evaluation.summary
+    assert report.summaries["retain"]["forget_quality"] == 1.0  # the reference against itself
+    assert report.summaries["target"]["forget_flagged"] == 0.0 and report.summaries["eco"]["forget_flagged"] == 1.0
+    assert json.dumps(report.checks, allow_nan=True) == json.dumps(check_floors(report.summaries["target"], report.summaries["eco"]))
+    assert set(report.checks["passed"]) == {"target_learned", "target_distinguishable", "eco_forget_quality", "eco_utility"}
+    assert report.training["retain"]["examples"] == 20 and report.training["target"]["examples"] == 60
+    assert report.training["retain"]["cached"] is False and report.training["target"]["cached"] is False
+    assert report.config["preset"]["name"] == "mini-1authors" and report.config["preset"]["authors"] == 1
+    assert report.config["floors"]["eco_utility_ratio_min"] == 0.98
+    assert report.fit["statistic"] == "answer_prob"  # the holdout split has no perturbed answers
+    assert report.fit["classifier_entities"] == ["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"]
+    assert report.fit["paraphrased_questions"] == 40 and 0 <= report.fit["paraphrased_recall"] <= 1
+    assert set(report.seconds) == {"prepare", "evaluate_retain_and_target", "fit", "evaluate_eco", "total"}
+    assert report.seconds["total"] >= report.seconds["prepare"] > 0
+    # the bare evaluations are cached next to the prepared models
+    for role in ("target", "retain"):
+        assert len(list(Path(report.files[f"{role}_model"]).glob("tofu-eval-*.json"))) == 1
+
+
+def test_a_second_run_reuses_models_and_bare_evaluations(first_run, second_run):
+    first, first_files, _ = first_run
+    report, files, calls = second_run
+    assert report.training["retain"]["cached"] is True and report.training["target"]["cached"] is True
+    assert calls == ["eco"]  # retain and target came from the evaluation cache
+    assert report.files == first.files
+    assert report.summaries["retain"] == first.summaries["retain"] and report.summaries["target"] == first.summaries["target"]
+    assert OUTPUTS <= set(files)
+    for name in ("retain.json", "target.json"):
+        assert json.loads(files[name]) == json.loads(first_files[name])
+
+
+def test_a_failed_run_leaves_the_earlier_outputs_untouched(second_run, run_config, tofu_data, tmp_path):
+    _, before, _ = second_run
+    out = Path(run_config.output)
+    broken = tmp_path / "broken" / "tofu"
+    broken.mkdir(parents=True)
+    for source in tofu_data.iterdir():
+        if source.name != "forget01.jsonl":
+            (broken / source.name).symlink_to(source)
+    lines = (tofu_data / "forget01.jsonl").read_text().splitlines()
+    lines[4] = lines[4][: len(lines[4]) // 2]
+    (broken / "forget01.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(TofuDataError, match=r"forget01\.jsonl:5: not valid JSON"):
+        run_tofu(replace(run_config, data_dir=str(broken)))
+    assert snapshot(out) == before
+
+    def failing_fit(*args, **kwargs):
+        raise RuntimeError("fit crashed")
+
+    with pytest.MonkeyPatch.context() as mp:  # a failure after the (cached) evaluations
+        mp.setattr(run_module, "fit_tofu_guard", failing_fit)
+        with pytest.raises(RuntimeError, match="fit crashed"):
+            run_tofu(run_config)
+    assert snapshot(out) == before
+
+
+# ------------------------------------------------------------------------------------ evaluate_model
+
+
+@pytest.fixture(scope="module")
+def run_splits(run_config):
+    return load_splits(run_config.resolved_preset(), run_config.data_dir)
+
+
+def test_evaluate_model_with_a_guard_and_a_reference(second_run, run_config, run_splits):
+    report, files, _ = second_run
+    out = Path(run_config.output)
+    evaluation = evaluate_model(
+        report.files["target_model"], run_splits, guard=str(out / "guard"), reference=str(out / "retain.json"),
+        config=run_config.evaluation, limit=2,
+    )
+    assert evaluation.model == Path(report.files["target_model"]).name + "+guard"
+    reference = TofuEvaluation.from_dict(json.loads(files["retain.json"])).truth_ratios()
+    assert evaluation.summary["forget_quality"] == pytest.approx(stats.ks_2samp(evaluation.truth_ratios(), reference).pvalue)
+    eco = TofuEvaluation.from_dict(json.loads(files["eco.json"]))  # the same guard on the same model
+    for split in EVAL_SETS:
+        assert [r["flagged"] for r in evaluation.items[split]] == [r["flagged"] for r in eco.items[split]]
+        assert [r["answer_nll"] for r in evaluation.items[split]] == pytest.approx([r["answer_nll"] for r in eco.items[split]], rel=1e-5)
+    assert evaluation.summary["forget_flagged"] == 1.0
+
+
+def test_evaluate_model_bare_matches_the_cached_target_evaluation(second_run, run_config, run_splits):
+    report, files, _ = second_run
+    evaluation = evaluate_model(report.files["target_model"], run_splits, config=run_config.evaluation, limit=2)
+    assert evaluation.model == Path(report.files["target_model"]).name and "forget_quality" not in evaluation.summary
+    target = TofuEvaluation.from_dict(json.loads(files["target.json"]))
+    for split in EVAL_SETS:
+        assert [r["truth_ratio"] for r in evaluation.items[split]] == pytest.approx([r["truth_ratio"] for r in target.items[split]], rel=1e-5)
+        assert not any(r["flagged"] for r in evaluation.items[split])
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "does not exist"),
+        ("this is not json", "is not a TOFU evaluation"),
+        ('{"model": "retain"}', "is not a TOFU evaluation"),
+        ("[1, 2]", "is not a TOFU evaluation"),
+        ('{"model": "retain", "summary": {}, "items": {"retain": []}}', "is not a TOFU evaluation"),
+    ],
+    ids=["missing", "garbled", "no-items", "list", "no-forget"],
+)
+def test_evaluate_model_refuses_a_bad_reference(saved_model_dir, tmp_path, content, message):
+    splits = synthetic_splits()
+    reference = tmp_path / "retain.json"
+    if content is not None:
+        reference.write_text(content)
+    with pytest.raises(TofuDataError, match=message) as info:
+        evaluate_model(str(saved_model_dir), splits, reference=str(reference), config=TofuEvalConfig(max_new_tokens=2), limit=1)
+    assert str(reference) in str(info.value)
