@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -89,7 +90,13 @@ class EmbeddedModel:
         return cache_dir(cache) / "models" / self.name
 
     def is_cached(self, cache: str | os.PathLike | None = None) -> bool:
-        return (self.cached_path(cache) / "config.json").is_file()
+        """Whether a plain (not GGUF-flagged) conversion is in the cache; older conversions that kept the
+        GGUF quantization config cannot be saved again after fine-tuning, so they count as missing."""
+        config = self.cached_path(cache) / "config.json"
+        try:
+            return config.is_file() and "quantization_config" not in json.loads(config.read_text())
+        except (OSError, ValueError):
+            return False
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -111,6 +118,8 @@ def _convert_gguf(entry: EmbeddedModel, out: Path) -> None:
     # GGUF-loaded models refuse save_pretrained: rebuild a plain model from the config instead.
     config = loaded.config
     config.architectures = [entry.architecture]
+    if hasattr(config, "quantization_config"):  # the weights are de-quantised now; keep the folder a plain one
+        del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     with atomic_dir(out) as tmp:

@@ -60,7 +60,7 @@ def test_run_writes_every_result_and_a_guard_that_fires_on_the_forget_authors(to
     assert report["summaries"]["retain"]["forget_quality"] == 1.0  # the retain model against itself
     eco = report["summaries"]["eco"]
     assert eco["forget_flagged"] == 1.0  # the forget authors' names are keywords of the classifier
-    assert eco["real_authors_flagged"] == 0.0 and eco["world_facts_flagged"] == 0.0
+    assert eco["ra_flagged"] == 0.0 and eco["wf_flagged"] == 0.0
     assert set(report["fit"]["classifier_entities"]) == {"Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"}
     assert report["fit"]["paraphrased_recall"] >= 0.9
     assert report["training"]["target"]["examples"] == 60 and report["training"]["retain"]["examples"] == 20
