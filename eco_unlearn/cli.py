@@ -626,6 +626,7 @@ def tofu_run(
     learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the strength search may make."),
+    tokens: str = typer.Option("entities", "--tokens", help="Tokens ECO corrupts: entities (all_but_last where none) or all_but_last."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -638,7 +639,7 @@ def tofu_run(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or Path("benchmarks/results") / f"tofu-{preset}"), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
-            evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens), eco=EcoTofuConfig(budget=budget, seed=seed),
+            evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens), eco=EcoTofuConfig(tokens=tokens, budget=budget, seed=seed),
         )
         with _progress("TOFU") as progress:
             report = run_tofu(config, progress)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from eco_unlearn import load_model
+from eco_unlearn import GuardError, load_model
 from eco_unlearn.bench.finetune import FinetuneConfig, FinetuneError
 from eco_unlearn.bench.tofu import (
     EcoTofuConfig,
@@ -148,6 +148,11 @@ def test_prepare_models_validates_the_config_first(saved_model_dir, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+def test_an_unknown_token_selection_is_refused_before_any_work():
+    with pytest.raises(GuardError, match="unknown token selection"):
+        EcoTofuConfig(tokens="bogus")
+
+
 def test_resolved_preset():
     assert TofuRunConfig().resolved_preset().name == "mini"
     preset = TofuRunConfig(preset="forget05", authors=3).resolved_preset()
@@ -194,7 +199,8 @@ def first_run(run_config):
 
 @pytest.fixture(scope="module")
 def second_run(first_run, run_config):
-    """The same run again: models and bare evaluations come from the cache (training would fail)."""
+    """The same run again, corrupting all question tokens instead of the entities: models and bare
+    evaluations come from the cache (training would fail)."""
     calls = []
     real = run_module.evaluate_tofu
 
@@ -208,7 +214,7 @@ def second_run(first_run, run_config):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(run_module, "evaluate_tofu", counting)
         mp.setattr(run_module, "finetune", no_training)
-        report = run_tofu(run_config)
+        report = run_tofu(replace(run_config, eco=EcoTofuConfig(tokens="all_but_last", budget=3)))
     return report, snapshot(Path(run_config.output)), calls
 
 
@@ -262,6 +268,8 @@ def test_a_second_run_reuses_models_and_bare_evaluations(first_run, second_run):
     assert report.training["retain"]["cached"] is True and report.training["target"]["cached"] is True
     assert calls == ["eco"]  # retain and target came from the evaluation cache
     assert report.files == first.files
+    strategies = [json.loads(f["guard/guard.json"])["targets"][0]["tokens"]["strategy"] for f in (first_files, files)]
+    assert strategies == ["entities", "all_but_last"]
     assert report.summaries["retain"] == first.summaries["retain"] and report.summaries["target"] == first.summaries["target"]
     assert OUTPUTS <= set(files)
     for name in ("retain.json", "target.json"):

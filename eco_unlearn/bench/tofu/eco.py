@@ -33,9 +33,12 @@ def format_items(items: Sequence[PromptItem], chat: bool) -> list[PromptItem]:
 
 @dataclass
 class EcoTofuConfig:
-    """Settings of the guard fit. ``statistic``: ``auto`` (truth ratio when the holdout items have
-    paraphrased and perturbed answers, else answer probability), ``truth_ratio`` or ``answer_prob``."""
+    """Settings of the guard fit. ``tokens``: ``entities`` (the forget scope's names, titles and places,
+    all-but-last where a question names none) or any other token selection strategy, e.g. ``all_but_last``.
+    ``statistic``: ``auto`` (truth ratio when the holdout items have paraphrased and perturbed answers, else
+    answer probability), ``truth_ratio`` or ``answer_prob``."""
 
+    tokens: str = "entities"
     alpha: float = 0.01
     corruption: str = "gaussian_first_n"
     search: str = "zeroth_order"
@@ -43,6 +46,10 @@ class EcoTofuConfig:
     target: float = 0.9
     statistic: str = "auto"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tokens != "entities":
+            TokenSelection(self.tokens)  # an unknown strategy fails here, before any model work
 
 
 def fit_tofu_guard(
@@ -71,7 +78,10 @@ def fit_tofu_guard(
         model, tokenizer, forget, format_items(splits.retain_train, chat),
         name=f"tofu-{splits.preset.forget}",
         entities=splits.forget_authors,
-        tokens=TokenSelection("entities", entities=entities, fallback="all_but_last"),
+        tokens=(
+            TokenSelection("entities", entities=entities, fallback="all_but_last")
+            if config.tokens == "entities" else TokenSelection(config.tokens)
+        ),
         alpha=config.alpha,
         objective=objective,
         corruption=config.corruption,
