@@ -21,7 +21,7 @@ from eco_unlearn import (
 from eco_unlearn.serve import LocalBackend, ServeConfig, create_app
 from eco_unlearn.serve.guards import NO_TOKEN_TARGET
 from eco_unlearn.serve.server import ServerThread
-from unit_helpers import exploding_guard, make_guard
+from unit_helpers import StatelessClassifier, exploding_guard, make_guard
 
 FLAGGED = "Tell me about Harry Potter"
 CLEAN = "The quick brown fox jumps over the lazy dog."
@@ -419,7 +419,7 @@ def test_a_failing_batch_answers_each_request_500_and_keeps_serving(model, tok, 
     assert all("worker exploded" in line["error"]["message"] for line in lines if line["status"] == 500)
 
 
-class _BrokenProbe:
+class _BrokenProbe(StatelessClassifier):
     """A classifier that loads fine but fails on every text: it raises, or scores NaN."""
 
     kind = "test-broken-probe"
@@ -429,16 +429,6 @@ class _BrokenProbe:
         if self.mode == "raise":
             raise RuntimeError("encoder weights missing (simulated)")
         return torch.full((len(texts),), float("nan")).numpy()
-
-    def to_config(self):
-        return {}
-
-    def tensors(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config, tensors):
-        return cls()
 
 
 @pytest.mark.parametrize("mode, reason", [("raise", "RuntimeError: encoder weights missing"),

@@ -17,7 +17,7 @@ from eco_unlearn.serve.audit import AuditLog
 from eco_unlearn.serve.batcher import Job, MicroBatcher
 from eco_unlearn.serve.generation import GenerationParams, RowCollector
 from eco_unlearn.serve.guards import FAIL_CLOSED_TARGET, GuardHolder, classify
-from unit_helpers import make_guard
+from unit_helpers import StatelessClassifier, make_guard
 
 
 def feed(collector, tokens_per_row):
@@ -203,7 +203,7 @@ def test_in_flight_snapshot_keeps_the_old_guard_after_reload(model, tok, tmp_pat
     assert not new_result.decision.flagged
 
 
-class _Flaky:
+class _Flaky(StatelessClassifier):
     kind = "test-flaky"
 
     def predict_proba(self, texts):
@@ -212,16 +212,6 @@ class _Flaky:
         if any("boom" in t for t in texts):
             raise ValueError("boom")
         return np.array([np.nan if "NaN" in t else 0.9 if "wizard" in t else 0.1 for t in texts])
-
-    def to_config(self):
-        return {}
-
-    def tensors(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config, tensors):
-        return cls()
 
 
 def test_classify_fails_closed_per_text():

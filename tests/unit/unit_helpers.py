@@ -105,15 +105,8 @@ def make_guard(model=None, *, corruption=None, seed=0, tokens=None, name="hp", k
     return Guard([target], model_fingerprint=fingerprint(model) if model is not None else None, seed=seed)
 
 
-class ExplodingClassifier:
-    """Test classifier that raises on texts containing 'EXPLODE' (a classifier outage) and flags 'Harry Potter'."""
-
-    kind = "test-exploding"
-
-    def predict_proba(self, texts):
-        if any("EXPLODE" in t for t in texts):
-            raise RuntimeError("classifier backend down (simulated)")
-        return torch.tensor([1.0 if "Harry Potter" in t else 0.0 for t in texts]).numpy()
+class StatelessClassifier:
+    """Base of test classifiers without weights: an empty config and no tensors, so it saves and loads as is."""
 
     def to_config(self):
         return {}
@@ -124,6 +117,17 @@ class ExplodingClassifier:
     @classmethod
     def from_config(cls, config, tensors):
         return cls()
+
+
+class ExplodingClassifier(StatelessClassifier):
+    """Test classifier that raises on texts containing 'EXPLODE' (a classifier outage) and flags 'Harry Potter'."""
+
+    kind = "test-exploding"
+
+    def predict_proba(self, texts):
+        if any("EXPLODE" in t for t in texts):
+            raise RuntimeError("classifier backend down (simulated)")
+        return torch.tensor([1.0 if "Harry Potter" in t else 0.0 for t in texts]).numpy()
 
 
 def exploding_guard(model):
