@@ -562,6 +562,7 @@ def tofu_prepare(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
     learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+    parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train (and evaluate) target and retain side by side, each on half the cores."),
 ) -> None:
     """Fine-tune the target (all training authors) and retain (no forget authors) models, or reuse cached ones."""
     from .bench.tofu import TofuRunConfig, load_splits, prepare_models
@@ -571,7 +572,9 @@ def tofu_prepare(
         config = TofuRunConfig(preset=preset, model=model, authors=authors)
         splits = load_splits(config.resolved_preset(), data_dir)
         with _progress("preparing") as progress:
-            prepared = prepare_models(splits, model, _finetune_config(epochs, learning_rate, batch_size), progress=progress)
+            prepared = prepare_models(
+                splits, model, _finetune_config(epochs, learning_rate, batch_size), parallel=parallel, progress=progress
+            )
         table = Table(title=f"TOFU {splits.preset.name} models from {model}")
         for column in ("model", "folder", "pairs", "epoch losses", "minutes"):
             table.add_column(column)
@@ -626,9 +629,10 @@ def tofu_run(
     learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the strength search may make."),
-    tokens: str = typer.Option("entities", "--tokens", help="Tokens ECO corrupts: entities (all_but_last where none) or all_but_last."),
+    tokens: str = typer.Option("entities", "--tokens", help="Tokens ECO corrupts: entities (all_but_last where none, or everywhere if entities cannot reach the objective) or all_but_last."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     seed: int = typer.Option(0, "--seed"),
+    parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train (and evaluate) target and retain side by side, each on half the cores."),
 ) -> None:
     """The whole TOFU protocol: prepare the models, evaluate retain and target, fit ECO, evaluate it, report."""
     from .bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, run_tofu
@@ -640,6 +644,7 @@ def tofu_run(
             output=str(output or Path("benchmarks/results") / f"tofu-{preset}"), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens), eco=EcoTofuConfig(tokens=tokens, budget=budget, seed=seed),
+            parallel=parallel,
         )
         with _progress("TOFU") as progress:
             report = run_tofu(config, progress)

@@ -69,6 +69,7 @@ class FitReport:
     seconds: dict[str, float]
     eco_unlearn_version: str = __version__
     warnings: list[str] = field(default_factory=list)
+    token_candidates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,7 +243,7 @@ def fit_guard(
     objective_options: dict[str, Any] | None = None,
     corruption: str = "gaussian_first_n",
     corruption_params: dict[str, Any] | None = None,
-    tokens: TokenSelection | None = None,
+    tokens: TokenSelection | Sequence[TokenSelection] | None = None,
     strength: float | None = None,
     search: str = "auto",
     budget: int = 30,
@@ -261,8 +262,11 @@ def fit_guard(
     extra_negatives=)`` method (default: a linear MiniLM classifier, with the entities' keywords).
     ``objective`` is a registered name (default: ``choice_accuracy`` when the forget items have choices,
     else ``answer_recall``) or an ``Objective``; ``search`` is ``bisection``, ``zeroth_order``, ``grid``
-    or ``auto`` (bisection for monotone objectives); a fixed ``strength`` skips the search. An
-    unreachable target keeps the best strength found and marks the guard ``met_target: false``.
+    or ``auto`` (bisection for monotone objectives); a fixed ``strength`` skips the search. ``tokens``
+    may list selections in order of preference: each is searched in turn (``budget`` evaluations each) until one meets the target,
+    else the one with the best value is kept (e.g. entities, then all-but-last when corrupting the
+    entities alone cannot reach the target). An unreachable target keeps the best strength found and
+    marks the guard ``met_target: false``.
     Returns the guard and its report; nothing is written to disk.
     """
     clock = {"start": time.perf_counter()}
@@ -278,7 +282,10 @@ def fit_guard(
     clock["calibration"] = time.perf_counter()
 
     # --------------------------------------------------------------------------- strength search
-    tokens = tokens or (TokenSelection("entities", entities=entities) if entities else TokenSelection())
+    if isinstance(tokens, TokenSelection):
+        candidates = [tokens]
+    else:
+        candidates = list(tokens or ()) or [TokenSelection("entities", entities=entities) if entities else TokenSelection()]
     params = dict(corruption_params or {})
     CorruptionSpec(corruption, 0.0, params).validate()
     bare = GuardedModel(model, tokenizer)
@@ -289,19 +296,18 @@ def fit_guard(
     obj.prepare(bare)
     model_fp = fingerprint(model)
 
-    def guard_at(value: float, scorer: PromptClassifier, cut: float, calibration: dict | None = None) -> Guard:
-        target = Target(name, scorer, CorruptionSpec(corruption, value, params), cut, tokens, calibration or {})
+    def guard_at(value: float, scorer: PromptClassifier, cut: float, selection: TokenSelection, calibration: dict | None = None) -> Guard:
+        target = Target(name, scorer, CorruptionSpec(corruption, value, params), cut, selection, calibration or {})
         return Guard([target], model_fingerprint=model_fp, seed=seed)
 
-    def evaluate(value: float) -> float:
-        return obj.evaluate(GuardedModel(model, tokenizer, guard_at(value, ConstantClassifier(1.0), 0.5)))
+    def search_with(selection: TokenSelection) -> SearchResult:
+        def evaluate(value: float) -> float:
+            return obj.evaluate(GuardedModel(model, tokenizer, guard_at(value, ConstantClassifier(1.0), 0.5, selection)))
 
-    before = obj.baseline if obj.baseline is not None else obj.evaluate(bare)
-    if strength is not None:
-        CorruptionSpec(corruption, strength, params).validate(model_fp.hidden_size)
-        value = evaluate(strength)
-        result = SearchResult("fixed", float(strength), value, obj.met(value), obj.goal, obj.target)
-    else:
+        if strength is not None:
+            CorruptionSpec(corruption, strength, params).validate(model_fp.hidden_size)
+            value = evaluate(strength)
+            return SearchResult("fixed", float(strength), value, obj.met(value), obj.goal, obj.target)
         low, high, integer = default_strength_range(corruption, model)
         if strength_range is not None:
             low, high = strength_range
@@ -309,15 +315,27 @@ def fit_guard(
         if method not in SEARCHES:
             raise SearchError(f"unknown search {search!r}; choose auto, {', '.join(SEARCHES)}")
         limit = {"points": budget} if method == "grid" else {"budget": budget}
-        result = SEARCHES[method](
+        return SEARCHES[method](
             evaluate, low=low, high=high, goal=obj.goal, target=obj.target, integer=integer, progress=progress, **limit
         )
+
+    before = obj.baseline if obj.baseline is not None else obj.evaluate(bare)
+    tried: list[dict[str, Any]] = []
+    chosen: tuple[TokenSelection, SearchResult] | None = None
+    for selection in candidates:
+        found = search_with(selection)
+        tried.append({"tokens": selection.to_dict(), "strength": found.strength, "value": found.value, "met": found.met})
+        if found.met or chosen is None or obj.better(found.value, chosen[1].value):
+            chosen = (selection, found)
+        if found.met:
+            break
+    tokens, result = chosen
     if not result.met:
         warnings_.append(result.message or "the objective's target was not met")
     clock["search"] = time.perf_counter()
 
     # --------------------------------------------------------------------------- end-to-end check
-    guard = guard_at(result.strength, classifier, threshold, calibration)
+    guard = guard_at(result.strength, classifier, threshold, tokens, calibration)
     note("end-to-end evaluation", 0, 1)
     end_to_end = obj.evaluate(GuardedModel(model, tokenizer, guard))
     flagged = sum(d.flagged for d in guard.decide([i.prompt for i in obj.items]))
@@ -344,6 +362,7 @@ def fit_guard(
             "total": clock["end_to_end"] - clock["start"],
         },
         warnings=warnings_,
+        token_candidates=tried if len(candidates) > 1 else [],
     )
     guard.metadata = {"fit_report": report.to_dict(), "met_target": result.met}
     return FitResult(guard, report)

@@ -7,6 +7,7 @@ import pytest
 from eco_unlearn import KeywordClassifier, fit_guard
 from eco_unlearn.classifier import CalibrationError
 from eco_unlearn.items import ItemsError, PromptItem
+from eco_unlearn.tokens import TokenSelection
 
 FORGET = [
     PromptItem(f"Question {i} about Harry Potter?", choices=("yes", "no"), answer_index=i % 2) for i in range(8)
@@ -44,3 +45,29 @@ def test_bad_fit_input(model, tok):
         fit_guard(model, tok, FORGET[:1], classifier=keyword, strength=0.5)
     with pytest.raises(ItemsError, match="neither reference answers nor choices"):
         fit_guard(model, tok, ["Harry Potter one?", "Harry Potter two?"], classifier=keyword)
+
+
+@pytest.mark.filterwarnings("ignore:prompt .* picked no token")
+def test_token_candidates_are_searched_in_turn_and_the_best_is_kept(model, tok):
+    candidates = [TokenSelection("entities", entities=["Hogwarts"], fallback=None), TokenSelection("all_but_last")]
+    result = fit_guard(
+        model, tok, FORGET, classifier=KeywordClassifier(["Harry Potter"]), tokens=candidates,
+        objective="choice_accuracy", objective_options={"target": -1.0}, strength_range=(0.01, 1.0), budget=3, chat=False,
+    )
+    tried = result.report.token_candidates
+    assert [t["tokens"]["strategy"] for t in tried] == ["entities", "all_but_last"] and not any(t["met"] for t in tried)
+    best = min(tried, key=lambda t: t["value"])  # choice accuracy: lower is better
+    assert result.guard.targets[0].tokens.strategy == best["tokens"]["strategy"]
+    assert result.report.strength == best["strength"] and result.report.corruption["tokens"] == best["tokens"]
+    # the entity never occurs and has no fallback: those searches corrupt nothing
+    assert tried[0]["value"] == result.report.objective["before"]
+
+
+def test_the_first_token_candidate_that_meets_the_target_ends_the_search(model, tok):
+    candidates = [TokenSelection("entities", entities=["Harry Potter"]), TokenSelection("all_but_last")]
+    result = fit_guard(
+        model, tok, FORGET, classifier=KeywordClassifier(["Harry Potter"]), tokens=candidates,
+        objective="choice_accuracy", objective_options={"target": 2.0}, strength_range=(0.01, 1.0), budget=3, chat=False,
+    )
+    assert [t["tokens"]["strategy"] for t in result.report.token_candidates] == ["entities"]
+    assert result.report.met and result.guard.targets[0].tokens.strategy == "entities"

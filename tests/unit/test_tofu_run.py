@@ -14,6 +14,7 @@ from scipy import stats
 
 from eco_unlearn import GuardError, load_model
 from eco_unlearn.bench.finetune import FinetuneConfig, FinetuneError
+from eco_unlearn.bench.parallel import available_cores
 from eco_unlearn.bench.tofu import (
     EcoTofuConfig,
     TofuDataError,
@@ -71,7 +72,9 @@ TINY = FinetuneConfig(epochs=2, learning_rate=3e-3, batch_size=16, warmup_fracti
 def test_prepare_models_trains_both_models_then_reuses_them(saved_model_dir, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     seen = []
-    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(cache), progress=lambda *a: seen.append(a))
+    first = prepare_models(
+        synthetic_splits(), str(saved_model_dir), TINY, cache=str(cache), parallel=False, progress=lambda *a: seen.append(a)
+    )
     assert first.training["retain"]["cached"] is False and first.training["target"]["cached"] is False
     assert first.training["retain"]["examples"] == 3 and first.training["target"]["examples"] == 5
     assert first.target.parent == first.retain.parent and first.target.parent.parent == cache / "tofu"
@@ -131,7 +134,7 @@ def test_an_interrupted_preparation_resumes_from_its_checkpoint(saved_model_dir,
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, progress=stop_in_target_epoch_2)
+        prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, parallel=False, progress=stop_in_target_epoch_2)
     checkpoints = list((tmp_path / "cache" / "tofu").glob("*/syn-target-*.checkpoint"))
     assert len(checkpoints) == 1 and json.loads((checkpoints[0] / "state.json").read_text())["epoch"] == 1
     resumed = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
@@ -140,6 +143,21 @@ def test_an_interrupted_preparation_resumes_from_its_checkpoint(saved_model_dir,
     assert not checkpoints[0].exists()
     straight = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "other"))
     assert model_bytes(straight.target) == model_bytes(resumed.target)
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="parallel training needs two cores")
+def test_parallel_preparation_trains_both_models_side_by_side_like_the_sequential_one(saved_model_dir, tmp_path):
+    seen = []
+    together = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "a"), progress=lambda *a: seen.append(a))
+    apart = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "b"), parallel=False)
+    assert seen[-1] == ("fine-tune retain (3 pairs) | fine-tune target (5 pairs)", 4, 4)
+    for role in ("retain", "target"):
+        assert together.training[role]["cached"] is False
+        assert together.training[role]["epoch_losses"] == pytest.approx(apart.training[role]["epoch_losses"], rel=1e-3)
+    assert together.target.name == apart.target.name and together.retain.name == apart.retain.name
+    assert not list((tmp_path / "a").rglob("*.checkpoint"))
+    again = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "a"))
+    assert again.training["target"]["cached"] and again.training["retain"]["cached"]
 
 
 def test_prepare_models_validates_the_config_first(saved_model_dir, tmp_path):
@@ -231,7 +249,9 @@ def test_run_tofu_writes_every_output(first_run, run_config):
     assert json.loads(files["report.json"]) == json.loads(json.dumps(report.to_dict()))
     guard = json.loads(files["guard/guard.json"])
     assert guard["targets"][0]["name"] == "tofu-forget01"
-    assert {"fine-tune retain (20 pairs)", "fine-tune target (60 pairs)", "retain: forget", "target: done", "eco: done"} <= set(seen)
+    labels = " | ".join(seen)  # target and retain train (and are evaluated) side by side: their labels are joined
+    for label in ("fine-tune retain (20 pairs)", "fine-tune target (60 pairs)", "retain: forget", "target: done", "eco: done"):
+        assert label in labels
 
 
 def test_run_tofu_evaluations_and_report(first_run):
@@ -269,7 +289,12 @@ def test_a_second_run_reuses_models_and_bare_evaluations(first_run, second_run):
     assert calls == ["eco"]  # retain and target came from the evaluation cache
     assert report.files == first.files
     strategies = [json.loads(f["guard/guard.json"])["targets"][0]["tokens"]["strategy"] for f in (first_files, files)]
-    assert strategies == ["entities", "all_but_last"]
+    # entities first; all-but-last only when the entities alone miss the target, and then the better one is kept
+    tried = first.fit["report"]["token_candidates"]
+    assert [t["tokens"]["strategy"] for t in tried] == (["entities"] if tried[0]["met"] else ["entities", "all_but_last"])
+    best = tried[0] if tried[0]["met"] else max(tried, key=lambda t: t["value"])
+    assert strategies[0] == best["tokens"]["strategy"] and first.fit["report"]["strength"] == best["strength"]
+    assert strategies[1] == "all_but_last" and report.fit["report"]["token_candidates"] == []
     assert report.summaries["retain"] == first.summaries["retain"] and report.summaries["target"] == first.summaries["target"]
     assert OUTPUTS <= set(files)
     for name in ("retain.json", "target.json"):

@@ -4,7 +4,9 @@ and the target model. The retain model is never consulted.
 - Classifier: the forget authors' names as keywords next to a linear MiniLM classifier, trained on forget
   vs retain questions; the paraphrased forget questions are kept out and only used to measure recall.
 - Tokens: the forget scope's entities (names, places, titles found in its questions and answers), with
-  all-but-last as the fallback for a flagged question that names none.
+  all-but-last as the fallback: for a flagged question that names none, and for the whole scope when
+  corrupting the entities alone cannot reach the objective (the search then runs again on all-but-last and
+  the better of the two is kept).
 - Strength: ``match_reference`` against a surrogate of a model that never saw the forget authors: the
   target model itself on the holdout authors, whom it never saw. TOFU's holdout splits carry no perturbed
   answers, so the statistic is the answer probability unless the holdout items have them.
@@ -79,7 +81,7 @@ def fit_tofu_guard(
         name=f"tofu-{splits.preset.forget}",
         entities=splits.forget_authors,
         tokens=(
-            TokenSelection("entities", entities=entities, fallback="all_but_last")
+            [TokenSelection("entities", entities=entities, fallback="all_but_last"), TokenSelection("all_but_last")]
             if config.tokens == "entities" else TokenSelection(config.tokens)
         ),
         alpha=config.alpha,

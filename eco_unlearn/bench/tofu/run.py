@@ -9,13 +9,13 @@ a plot. ``evaluate_model`` scores any model folder, with or without a guard.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +25,7 @@ from ...io import atomic_dir, atomic_write_json
 from ...models import EMBEDDED_MODELS, cache_dir, fingerprint, load_model
 from ..environment import environment
 from ..finetune import FinetuneConfig, finetune
+from ..parallel import run_parallel
 from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_splits
 from .eco import EcoTofuConfig, fit_tofu_guard, format_items
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
@@ -41,7 +42,8 @@ DEFAULT_FINETUNE = FinetuneConfig(epochs=5, learning_rate=3e-4, batch_size=16)
 @dataclass
 class TofuRunConfig:
     """One TOFU run. ``authors`` overrides the preset's number of retain authors; ``limit`` evaluates only
-    the first questions of each set (for smoke tests; the numbers are then not comparable)."""
+    the first questions of each set (for smoke tests; the numbers are then not comparable). ``parallel``:
+    train, then evaluate, the target and retain models side by side in two processes (see ``run_parallel``)."""
 
     preset: str = "mini"
     model: str = "smollm2"
@@ -53,6 +55,7 @@ class TofuRunConfig:
     finetune: FinetuneConfig = field(default_factory=lambda: replace(DEFAULT_FINETUNE))
     evaluation: TofuEvalConfig = field(default_factory=TofuEvalConfig)
     eco: EcoTofuConfig = field(default_factory=EcoTofuConfig)
+    parallel: bool = True
 
     def resolved_preset(self) -> TofuPreset:
         if self.preset not in PRESETS:
@@ -87,17 +90,38 @@ def _model_key(name: str, model: Any) -> str:
     return f"{_slug(base)}-{fingerprint(model).embedding_sha256[:12]}"
 
 
+def _train(
+    model: str, cache: str | None, rows: list[tuple[str, str]], config: FinetuneConfig, chat: bool, path: Path,
+    signature: dict[str, Any], label: str, *, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` on ``rows`` and save it to ``path`` (resuming from its checkpoint)."""
+    net, tok = load_model(model, cache=cache)
+    checkpoint = path.with_name(path.name + ".checkpoint")
+    result = finetune(
+        net, tok, rows, config, chat=chat, checkpoint=checkpoint,
+        progress=(lambda step, total, loss: progress(label, step, total)) if progress else None,
+    )
+    with atomic_dir(path) as tmp:
+        net.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        atomic_write_json(tmp / "prepare.json", {"signature": signature, "result": result.to_dict(), "base": model})
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    return result.to_dict()
+
+
 def prepare_models(
     splits: TofuSplits,
     model: str = "smollm2",
     config: FinetuneConfig | None = None,
     *,
     cache: str | None = None,
+    parallel: bool = True,
     progress: Progress | None = None,
 ) -> PreparedModels:
     """Fine-tune ``model`` into the target (all training authors) and retain (without the forget authors)
     models of ``splits``, or reuse them from the cache when the same training was done before.
 
+    ``parallel``: train both at once in two processes, each on half the CPU cores (see ``run_parallel``).
     An interrupted fine-tune resumes from its last finished epoch.
     """
     config = config or replace(DEFAULT_FINETUNE)
@@ -107,7 +131,8 @@ def prepare_models(
     root = cache_dir(cache) / "tofu" / _model_key(model, base)
     del base
     training: dict[str, Any] = {}
-    paths = {}
+    paths: dict[str, Path] = {}
+    jobs = {}
     for role, items in (("retain", splits.retain_train), ("target", splits.target_train)):
         rows = [(i.prompt, i.answer) for i in format_items(items, chat)]
         signature = {"finetune": asdict(config), "chat": chat, "rows": _digest(rows), "examples": len(rows)}
@@ -117,20 +142,9 @@ def prepare_models(
         if record.is_file() and json.loads(record.read_text()).get("signature") == signature:
             training[role] = {**json.loads(record.read_text())["result"], "cached": True}
             continue
-        net, tok = load_model(model, cache=cache)
-        label = f"fine-tune {role} ({len(rows)} pairs)"
-        result = finetune(
-            net, tok, rows, config, chat=chat, checkpoint=path.with_name(path.name + ".checkpoint"),
-            progress=(lambda step, total, loss, label=label: progress(label, step, total)) if progress else None,
-        )
-        with atomic_dir(path) as tmp:
-            net.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            atomic_write_json(tmp / "prepare.json", {"signature": signature, "result": result.to_dict(), "base": model})
-        shutil.rmtree(path.with_name(path.name + ".checkpoint"), ignore_errors=True)
-        training[role] = {**result.to_dict(), "cached": False}
-        del net
-        gc.collect()
+        jobs[role] = partial(_train, model, cache, rows, config, chat, path, signature, f"fine-tune {role} ({len(rows)} pairs)")
+    for role, result in run_parallel(jobs, parallel=parallel, progress=progress).items():
+        training[role] = {**result, "cached": False}
     return PreparedModels(paths["target"], paths["retain"], training)
 
 
@@ -138,19 +152,37 @@ def _eval_sets(splits: TofuSplits, chat: bool, limit: int | None) -> dict[str, l
     return {name: format_items(items[:limit] if limit else items, chat) for name, items in splits.eval_sets.items()}
 
 
-def _cached_evaluation(
-    folder: Path, name: str, splits: TofuSplits, config: TofuEvalConfig, limit: int | None, progress: Progress | None
-) -> TofuEvaluation:
-    """Evaluate the unguarded model in ``folder``, caching the per-question values next to it."""
+def _evaluation_path(folder: Path, splits: TofuSplits, config: TofuEvalConfig, limit: int | None) -> Path:
     key = _digest({"config": asdict(config), "limit": limit, "sets": {k: len(v) for k, v in splits.eval_sets.items()}, "preset": splits.preset.name})
-    path = folder / f"tofu-eval-{key}.json"
-    if path.is_file():
-        return TofuEvaluation.from_dict({**json.loads(path.read_text()), "model": name})
+    return folder / f"tofu-eval-{key}.json"
+
+
+def _evaluate_bare(
+    folder: Path, name: str, splits: TofuSplits, config: TofuEvalConfig, limit: int | None, *, progress: Progress | None = None
+) -> TofuEvaluation:
+    """Evaluate the unguarded model in ``folder`` and cache the per-question values next to it."""
     model, tokenizer = load_model(folder)
     chat = bool(tokenizer.chat_template) if config.chat is None else config.chat
     evaluation = evaluate_tofu(GuardedModel(model, tokenizer), _eval_sets(splits, chat, limit), name=name, config=config, progress=progress)
-    atomic_write_json(path, evaluation.to_dict())
+    atomic_write_json(_evaluation_path(folder, splits, config, limit), evaluation.to_dict())
     return evaluation
+
+
+def _bare_evaluations(
+    folders: dict[str, Path], splits: TofuSplits, config: TofuEvalConfig, limit: int | None, *, parallel: bool,
+    progress: Progress | None,
+) -> dict[str, TofuEvaluation]:
+    """Evaluations of the unguarded models in ``folders`` (name -> folder): from the cache next to each
+    model, else computed (side by side when ``parallel``) and cached."""
+    done, jobs = {}, {}
+    for name, folder in folders.items():
+        path = _evaluation_path(folder, splits, config, limit)
+        if path.is_file():
+            done[name] = TofuEvaluation.from_dict({**json.loads(path.read_text()), "model": name})
+        else:
+            jobs[name] = partial(_evaluate_bare, folder, name, splits, config, limit)
+    done.update(run_parallel(jobs, parallel=parallel, progress=progress))
+    return {name: done[name] for name in folders}
 
 
 @dataclass
@@ -182,13 +214,18 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     clock = {"start": time.perf_counter()}
     preset = config.resolved_preset()
     splits = load_splits(preset, config.data_dir)
-    prepared = prepare_models(splits, config.model, config.finetune, cache=config.cache, progress=progress)
+    prepared = prepare_models(
+        splits, config.model, config.finetune, cache=config.cache, parallel=config.parallel, progress=progress
+    )
     clock["prepare"] = time.perf_counter()
 
-    retain = _cached_evaluation(prepared.retain, "retain", splits, config.evaluation, config.limit, progress)
+    bare = _bare_evaluations(
+        {"retain": prepared.retain, "target": prepared.target}, splits, config.evaluation, config.limit,
+        parallel=config.parallel, progress=progress,
+    )
+    retain, target = bare["retain"], bare["target"]
     reference = retain.truth_ratios()
     retain.summary = summarise(retain.items, reference)
-    target = _cached_evaluation(prepared.target, "target", splits, config.evaluation, config.limit, progress)
     target.summary = summarise(target.items, reference)
     clock["evaluate"] = time.perf_counter()
 
