@@ -324,7 +324,10 @@ def fit_guard(
     chosen: tuple[TokenSelection, SearchResult] | None = None
     for selection in candidates:
         found = search_with(selection)
-        tried.append({"tokens": selection.to_dict(), "strength": found.strength, "value": found.value, "met": found.met})
+        tried.append({
+            "tokens": selection.to_dict(), "strength": found.strength, "value": found.value, "met": found.met,
+            "evaluations": found.evaluations,
+        })
         if found.met or chosen is None or obj.better(found.value, chosen[1].value):
             chosen = (selection, found)
         if found.met:

@@ -35,8 +35,9 @@ __all__ = ["PreparedModels", "TofuReport", "TofuRunConfig", "evaluate_model", "p
 
 Progress = Callable[[str, int, int], None]
 
-# Enough for SmolLM2-135M to learn 400 TOFU answers on a CPU (forget ROUGE-L recall above 0.6).
-DEFAULT_FINETUNE = FinetuneConfig(epochs=5, learning_rate=3e-4, batch_size=16)
+# SmolLM2-135M on the mini preset: 5 epochs learn the answers (forget ROUGE-L 0.91) but leave the forget truth
+# ratios close to the retain model's (KS p = 0.029); by epoch 5 to 8 of this schedule p stays below 0.01.
+DEFAULT_FINETUNE = FinetuneConfig(epochs=8, learning_rate=3e-4, batch_size=16)
 
 
 @dataclass
