@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,9 +20,9 @@ import torch
 from ..classifier import EncoderClassifier
 from ..demo import DEMO_ENTITIES, demo_data
 from ..fit import default_classifier, fit_classifier
-from ..io import atomic_write_json
 from ..items import general_prompts
 from .environment import environment
+from .reports import SavedReport
 
 __all__ = ["ClassifierBenchConfig", "run_classifier_bench"]
 
@@ -39,17 +39,11 @@ class ClassifierBenchConfig:
 
 
 @dataclass
-class ClassifierBenchReport:
+class ClassifierBenchReport(SavedReport):
     config: ClassifierBenchConfig
     rows: list[dict[str, Any]] = field(default_factory=list)
     throughput: list[dict[str, Any]] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        atomic_write_json(path, self.to_dict())
 
 
 def _row(task: str, variant: str, seed: int, fitted, extra_positives: Sequence[str] = ()) -> dict[str, Any]:

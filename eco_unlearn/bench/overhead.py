@@ -15,22 +15,21 @@ running the same workload, since CPU allocations cannot be attributed from insid
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 
 from ..demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
 from ..guarded import GuardedModel
-from ..io import atomic_write_json
 from ..models import fingerprint, load_model
 from .environment import environment
+from .reports import SavedReport
 
 __all__ = ["OverheadConfig", "OverheadReport", "OverheadRow", "run_overhead"]
 
@@ -67,16 +66,12 @@ class OverheadRow:
 
 
 @dataclass
-class OverheadReport:
+class OverheadReport(SavedReport):
+    benchmark: ClassVar[str | None] = "overhead"
+
     config: OverheadConfig
     rows: list[OverheadRow]
     environment: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"benchmark": "overhead", **asdict(self)}
-
-    def save(self, path: str | os.PathLike) -> None:
-        atomic_write_json(path, self.to_dict())
 
 
 def _prompts(flagged: bool, batch_size: int) -> list[str]:

@@ -12,21 +12,20 @@ audit lines written against requests made.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 
 from ..demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
 from ..errors import EcoUnlearnError
-from ..io import atomic_write_json
 from ..models import fingerprint, load_model
 from .environment import environment
+from .reports import SavedReport
 
 __all__ = ["MODES", "ServeBenchConfig", "ServeBenchReport", "ServeBenchRow", "run_serve_bench"]
 
@@ -75,16 +74,12 @@ class ServeBenchRow:
 
 
 @dataclass
-class ServeBenchReport:
+class ServeBenchReport(SavedReport):
+    benchmark: ClassVar[str | None] = "serve"
+
     config: ServeBenchConfig
     rows: list[ServeBenchRow]
     environment: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"benchmark": "serve", **asdict(self)}
-
-    def save(self, path: str | os.PathLike) -> None:
-        atomic_write_json(path, self.to_dict())
 
 
 def _percentile(values: list[float], q: float) -> float:

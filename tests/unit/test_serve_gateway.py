@@ -122,6 +122,22 @@ def test_gateway_streams_chat_and_completions(saved, model, upstream, tmp_path):
     assert kinds[0] == "embeds" and sorted(kinds[1:]) == ["embeds", "text"]
 
 
+def assert_failed_closed(response, policy, upstream, model, tok, flagged):
+    """``refuse``: a 503 and nothing sent upstream. ``corrupt``: ``flagged`` reached vLLM as embeddings with
+    every token corrupted, its clean batch-mate as text."""
+    if policy == "refuse":
+        assert response.status_code == 503 and response.json()["error"]["code"] == "classifier_unavailable"
+        assert not upstream.requests
+        return
+    assert response.status_code == 200
+    everything = Guard([Target("all", ConstantClassifier(1.0), CorruptionSpec("gaussian_first_n", 1.0),
+                               tokens=TokenSelection("all"))], model_fingerprint=fingerprint(model))
+    (embeds,) = [q for q in upstream.requests if q["kind"] == "embeds"]
+    (text,) = [q for q in upstream.requests if q["kind"] == "text"]
+    assert torch.equal(embeds["tensor"], GuardedModel(model, tok, everything).prefill_inputs(flagged).inputs_embeds[0])
+    assert text["prompt"] == CLEAN
+
+
 @pytest.mark.parametrize("policy", ["refuse", "corrupt"])
 def test_gateway_fails_closed(exploding_kind, saved, model, tok, upstream, tmp_path, policy):
     """A prompt the classifier cannot judge never reaches vLLM as plain text: refused (nothing sent) or
@@ -132,16 +148,7 @@ def test_gateway_fails_closed(exploding_kind, saved, model, tok, upstream, tmp_p
     prompt = "EXPLODE this prompt"
     with ServerThread(create_app(backend)) as url:
         r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": [prompt, CLEAN], "max_tokens": 2})
-    if policy == "refuse":
-        assert r.status_code == 503 and r.json()["error"]["code"] == "classifier_unavailable" and not upstream.requests
-        return
-    assert r.status_code == 200
-    everything = Guard([Target("all", ConstantClassifier(1.0), CorruptionSpec("gaussian_first_n", 1.0),
-                               tokens=TokenSelection("all"))], model_fingerprint=fingerprint(model))
-    (embeds,) = [q for q in upstream.requests if q["kind"] == "embeds"]
-    (text,) = [q for q in upstream.requests if q["kind"] == "text"]
-    assert torch.equal(embeds["tensor"], GuardedModel(model, tok, everything).prefill_inputs(prompt).inputs_embeds[0])
-    assert text["prompt"] == CLEAN
+    assert_failed_closed(r, policy, upstream, model, tok, prompt)
 
 
 def test_gateway_classify_needs_no_upstream(saved, model, tmp_path):
@@ -175,13 +182,6 @@ def test_gateway_fails_closed_on_a_flagged_prompt_with_no_token_selected(saved, 
         r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": [FLAGGED, CLEAN], "max_tokens": 2})
     (line,) = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert "picked no token" in line["prompts"][0]["selection_error"]
-    if policy == "refuse":
-        assert r.status_code == 503 and r.json()["error"]["code"] == "classifier_unavailable" and not upstream.requests
-        return
-    assert r.status_code == 200
-    everything = Guard([Target("all", ConstantClassifier(1.0), CorruptionSpec("gaussian_first_n", 1.0),
-                               tokens=TokenSelection("all"))], model_fingerprint=fingerprint(model))
-    (embeds,) = [q for q in upstream.requests if q["kind"] == "embeds"]
-    (text,) = [q for q in upstream.requests if q["kind"] == "text"]
-    assert torch.equal(embeds["tensor"], GuardedModel(model, tok, everything).prefill_inputs(FLAGGED).inputs_embeds[0])
-    assert text["prompt"] == CLEAN and line["prompts"][0]["corrupted_tokens"] == len(tok(FLAGGED)["input_ids"])
+    assert_failed_closed(r, policy, upstream, model, tok, FLAGGED)
+    if policy == "corrupt":
+        assert line["prompts"][0]["corrupted_tokens"] == len(tok(FLAGGED)["input_ids"])
