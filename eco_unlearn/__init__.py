@@ -32,6 +32,7 @@ from .guarded import GuardedModel, PrefillInputs
 from .items import PromptItem, read_items
 from .models import EMBEDDED_MODELS, ModelFingerprint, fingerprint, load_model
 from .objectives import OBJECTIVES, Objective, register_objective
+from .perturb import perturb_answers
 from .tokens import TokenSelection
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "PromptItem",
     "fit_classifier",
     "fit_guard",
+    "perturb_answers",
     "load_classifier",
     "read_items",
     "register_objective",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 from contextlib import contextmanager
 from enum import Enum
@@ -93,7 +94,19 @@ def _load_guard(spec: str | None, model_name: str):
 
 @contextmanager
 def _progress(description: str) -> Iterator[Any]:
-    """A rich progress bar on stderr, and the ``(what, done, total)`` callback the library reports to."""
+    """A rich progress bar on stderr, and the ``(what, done, total)`` callback the library reports to. When
+    stderr is not a terminal (a log file, CI), each new step is one timestamped line instead."""
+    if not err.is_terminal:
+        start, last = time.perf_counter(), [description]
+        err.print(f"[{0.0:8.1f}s] {description}", highlight=False)
+
+        def log(what: str, done: int, total: int) -> None:
+            if what != last[0]:
+                last[0] = what
+                err.print(f"[{time.perf_counter() - start:8.1f}s] {what}", highlight=False, soft_wrap=True)
+
+        yield log
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err) as bar:
         task = bar.add_task(description, total=None)
@@ -662,6 +675,56 @@ def tofu_run(
             f"ECO/target utility {number(checks['eco_utility_ratio'], '.3f')} (>= 0.98: {marks[passed['eco_utility']]})"
         )
         out.print(f"{report.seconds['total'] / 60:.1f} min; report, per-question JSON, guard and plot in {config.output}")
+
+
+@tofu_app.command("sweep")
+def tofu_sweep(
+    strengths: str = typer.Option("0,3,10,30,50,100,200,300", "--strengths", help="Comma-separated noise strengths to score."),
+    preset: str = typer.Option("mini", "--preset", help="mini, forget01, forget05 or forget10."),
+    model: str = typer.Option("smollm2", "--model", "-m", help="Base model: embedded default, local folder or hub id."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/tofu-PRESET-sweep)."),
+    authors: Optional[int] = typer.Option(None, "--authors", min=1, help="Retain authors to keep (overrides the preset)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score the retain model on only the first N questions of each set (smoke runs)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+    tokens: str = typer.Option("entities", "--tokens", help="entities (then all_but_last, as the fit tries them) or one token selection."),
+    seed: int = typer.Option(0, "--seed"),
+    parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train target and retain side by side if not cached."),
+) -> None:
+    """Forget quality and the fit's surrogate at each strength: does the surrogate peak where forget quality does?"""
+    from .bench.tofu import EcoTofuConfig, TofuRunConfig
+    from .bench.tofu.sweep import run_tofu_sweep
+
+    _quiet_transformers()
+    with _errors():
+        try:
+            values = [float(v) for v in strengths.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"--strengths must be comma-separated numbers, not {strengths!r}") from None
+        config = TofuRunConfig(
+            preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
+            output=str(output or Path("benchmarks/results") / f"tofu-{preset}-sweep"), authors=authors, limit=limit,
+            finetune=_finetune_config(epochs, learning_rate, batch_size), eco=EcoTofuConfig(tokens=tokens, seed=seed),
+            parallel=parallel,
+        )
+        with _progress("TOFU sweep") as progress:
+            report = run_tofu_sweep(config, values, progress)
+        table = Table(title=f"TOFU {report.config['preset']['name']}, {model}: strength sweep")
+        for column in ("tokens", "σ", "forget quality", "surrogate", "median truth ratio"):
+            table.add_column(column, justify="left" if column == "tokens" else "right")
+        for row in report.sweep.rows:
+            table.add_row(
+                row["tokens"], f"{row['strength']:.4g}", f"{row['forget_quality']:.3g}", f"{row['surrogate']:.3g}",
+                f"{row['truth_ratio_median']:.3f}",
+            )
+        out.print(table)
+        low, high = report.sweep.search_range
+        out.print(
+            f"surrogate: {report.sweep.surrogate_items} holdout questions; the fit searches σ in [{low:.3g}, {high:.3g}]. "
+            f"{report.seconds / 60:.1f} min; sweep.json and sweep.png in {config.output}"
+        )
 
 
 def main() -> None:

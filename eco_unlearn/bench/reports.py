@@ -1,14 +1,16 @@
-"""What every benchmark report does with itself: become JSON, and be written atomically."""
+"""What every benchmark report does with itself: become JSON (or a PNG plot), and be written atomically."""
 
 from __future__ import annotations
 
+import io
 import os
+from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
-from ..io import atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json
 
-__all__ = ["SavedReport"]
+__all__ = ["SavedReport", "png_figure"]
 
 
 class SavedReport:
@@ -23,3 +25,23 @@ class SavedReport:
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_json(path, self.to_dict())
+
+
+@contextmanager
+def png_figure(path: str | os.PathLike, size: tuple[float, float]) -> Iterator[Any]:
+    """Matplotlib axes to draw on; the figure is written atomically as a PNG to ``path`` when the block
+    ends without an error (headless: the Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size, dpi=120)
+    try:
+        yield ax
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        atomic_write_bytes(path, buffer.getvalue())
+    finally:
+        plt.close(fig)

@@ -111,6 +111,8 @@ def test_eval_scores_the_guarded_target_against_the_retain_reference(tofu_run, t
         (("tofu", "run", "--data-dir", "/nonexistent/tofu"), "no TOFU data"),
         (("tofu", "run", "--preset", "forget02"), "unknown TOFU preset"),
         (("tofu", "eval", "--model", "smollm2", "--reference", "/nonexistent.json", "--limit", "1"), "does not exist"),
+        (("tofu", "sweep", "--strengths", "1,x"), "comma-separated numbers"),
+        (("tofu", "sweep", "--strengths", "3,-1"), "strengths must be a non-empty list of finite values >= 0"),
     ],
 )
 def test_bad_input_is_one_clear_line(tofu_cli, tofu_dir, args, message):

@@ -27,12 +27,15 @@ from eco_unlearn.bench.tofu import (
     evaluate_model,
     load_splits,
     run_tofu,
+    run_tofu_sweep,
 )
 from eco_unlearn.bench.tofu import run as run_module
 from eco_unlearn.bench.tofu.data import DATA_ENV
 from eco_unlearn.bench.tofu.evaluate import EVAL_SETS
 from eco_unlearn.bench.tofu.run import prepare_models
 from eco_unlearn.items import PromptItem
+from eco_unlearn.objectives import ObjectiveError
+from eco_unlearn.search import SearchError
 from unit_helpers import build_model
 
 OUTPUTS = {"retain.json", "target.json", "eco.json", "guard/guard.json", "report.json", "tofu.png"}
@@ -166,9 +169,13 @@ def test_prepare_models_validates_the_config_first(saved_model_dir, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_an_unknown_token_selection_is_refused_before_any_work():
+def test_an_unknown_token_selection_or_statistic_is_refused_before_any_work():
     with pytest.raises(GuardError, match="unknown token selection"):
         EcoTofuConfig(tokens="bogus")
+    with pytest.raises(ObjectiveError, match="statistic must be 'truth_ratio' or 'answer_prob', not 'loss'"):
+        EcoTofuConfig(statistic="loss")
+    with pytest.raises(ObjectiveError, match="at least 1, not 0"):
+        EcoTofuConfig(perturbed=0)
 
 
 def test_resolved_preset():
@@ -272,7 +279,8 @@ def test_run_tofu_evaluations_and_report(first_run):
     assert report.training["retain"]["cached"] is False and report.training["target"]["cached"] is False
     assert report.config["preset"]["name"] == "mini-1authors" and report.config["preset"]["authors"] == 1
     assert report.config["floors"]["eco_utility_ratio_min"] == 0.98
-    assert report.fit["statistic"] == "answer_prob"  # the holdout split has no perturbed answers
+    assert report.fit["statistic"] == "truth_ratio"  # on holdout items given fact-swapped perturbed answers
+    assert 0 < report.fit["surrogate_items"] <= 40
     assert report.fit["classifier_entities"] == ["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"]
     assert report.fit["paraphrased_questions"] == 40 and 0 <= report.fit["paraphrased_recall"] <= 1
     assert set(report.seconds) == {"prepare", "evaluate_retain_and_target", "fit", "evaluate_eco", "total"}
@@ -280,6 +288,32 @@ def test_run_tofu_evaluations_and_report(first_run):
     # the bare evaluations are cached next to the prepared models
     for role in ("target", "retain"):
         assert len(list(Path(report.files[f"{role}_model"]).glob("tofu-eval-*.json"))) == 1
+
+
+def test_sweep_scores_each_strength_against_retain_and_surrogate(first_run, run_config, tmp_path):
+    first, _, _ = first_run
+    out = tmp_path / "sweep"
+    report = run_tofu_sweep(replace(run_config, output=str(out)), [0.0, 5.0])
+    rows = report.sweep.rows
+    assert [(r["tokens"], r["strength"]) for r in rows] == [
+        ("entities", 0.0), ("entities", 5.0), ("all_but_last", 0.0), ("all_but_last", 5.0),
+    ]
+    bare = [r for r in rows if r["strength"] == 0.0]
+    assert bare[0] | {"tokens": None} == bare[1] | {"tokens": None}  # no noise: the token selection cannot matter
+    # the surrogate unguarded is the value the fit's search started from (same holdout perturbations)
+    assert bare[0]["surrogate"] == pytest.approx(first.fit["report"]["objective"]["before"])
+    assert all(0.0 <= r["forget_quality"] <= 1.0 and 0.0 <= r["surrogate"] <= 1.0 for r in rows)
+    assert report.sweep.surrogate_items == first.fit["surrogate_items"]
+    assert json.loads((out / "sweep.json").read_text())["benchmark"] == "tofu-sweep"
+    assert (out / "sweep.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("strengths", [[], [-1.0], [float("nan")]])
+def test_sweep_refuses_bad_strengths_before_any_work(run_config, tmp_path, strengths):
+    config = replace(run_config, cache=str(tmp_path / "cache"), output=str(tmp_path / "out"))
+    with pytest.raises(SearchError, match="strengths must be a non-empty list"):
+        run_tofu_sweep(config, strengths)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
 
 def test_a_second_run_reuses_models_and_bare_evaluations(first_run, second_run):

@@ -6,11 +6,14 @@ from .eco import EcoTofuConfig, fit_tofu_guard, format_items
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
 from .report import check_floors, plot_tradeoff, summary_rows
 from .run import PreparedModels, TofuReport, TofuRunConfig, evaluate_model, prepare_models, run_tofu
+from .sweep import StrengthSweep, SweepReport, run_tofu_sweep, sweep_strengths
 
 __all__ = [
     "PRESETS",
     "EcoTofuConfig",
     "PreparedModels",
+    "StrengthSweep",
+    "SweepReport",
     "TofuDataError",
     "TofuEvalConfig",
     "TofuEvaluation",
@@ -28,6 +31,8 @@ __all__ = [
     "plot_tradeoff",
     "prepare_models",
     "run_tofu",
+    "run_tofu_sweep",
     "summarise",
     "summary_rows",
+    "sweep_strengths",
 ]

@@ -7,9 +7,14 @@ and the target model. The retain model is never consulted.
   all-but-last as the fallback: for a flagged question that names none, and for the whole scope when
   corrupting the entities alone cannot reach the objective (the search then runs again on all-but-last and
   the better of the two is kept).
-- Strength: ``match_reference`` against a surrogate of a model that never saw the forget authors: the
-  target model itself on the holdout authors, whom it never saw. TOFU's holdout splits carry no perturbed
-  answers, so the statistic is the answer probability unless the holdout items have them.
+- Strength: ``match_reference`` on truth ratios against a surrogate of a model that never saw the forget
+  authors: the target model itself on the holdout authors, whom it never saw. TOFU's holdout splits carry
+  no paraphrased or perturbed answers, so the perturbed answers are built by swapping one fact of the
+  answer for another of the same kind (``perturb_answers``), the swaps the target finds most plausible
+  kept, as TOFU's hand-written ones are plausible; the answer itself stands in for the paraphrase.
+- Strength range: from the embedding scale to 3000 times it. A small model fine-tuned to memorise its
+  answers recalls much of an author from the answer itself; only noise that swamps the question's
+  tokens brings its truth ratios to the level of a model that never saw the author.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from typing import Any, Callable, Sequence
 
 from ...fit import FitResult, fit_guard
 from ...items import PromptItem
-from ...objectives import make_objective
+from ...guarded import GuardedModel
+from ...models import embedding_scale
+from ...objectives import MatchReference, ObjectiveError, make_objective
+from ...perturb import perturb_answers
 from ...tokens import TokenSelection
 from .data import TofuSplits, entity_phrases
 
-__all__ = ["EcoTofuConfig", "fit_tofu_guard", "format_items"]
+__all__ = ["EcoTofuConfig", "fit_tofu_guard", "format_items", "strength_range", "surrogate_objective", "token_candidates"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -37,8 +45,9 @@ def format_items(items: Sequence[PromptItem], chat: bool) -> list[PromptItem]:
 class EcoTofuConfig:
     """Settings of the guard fit. ``tokens``: ``entities`` (the forget scope's names, titles and places,
     all-but-last where a question names none) or any other token selection strategy, e.g. ``all_but_last``.
-    ``statistic``: ``auto`` (truth ratio when the holdout items have paraphrased and perturbed answers, else
-    answer probability), ``truth_ratio`` or ``answer_prob``."""
+    ``statistic``: ``truth_ratio`` (holdout items without perturbed answers get ``perturbed`` fact swaps) or
+    ``answer_prob``. ``strength_range``: the noise searched, default ``(scale, 3000 * scale)`` for the
+    model's embedding scale."""
 
     tokens: str = "entities"
     alpha: float = 0.01
@@ -46,12 +55,45 @@ class EcoTofuConfig:
     search: str = "zeroth_order"
     budget: int = 30
     target: float = 0.9
-    statistic: str = "auto"
+    statistic: str = "truth_ratio"
+    perturbed: int = 5
+    strength_range: tuple[float, float] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.tokens != "entities":
             TokenSelection(self.tokens)  # an unknown strategy fails here, before any model work
+        if self.statistic not in ("truth_ratio", "answer_prob"):
+            raise ObjectiveError(f"statistic must be 'truth_ratio' or 'answer_prob', not {self.statistic!r}")
+        if self.perturbed < 1:
+            raise ObjectiveError(f"perturbed (answers per holdout question) must be at least 1, not {self.perturbed}")
+
+
+def surrogate_objective(model: Any, tokenizer: Any, splits: TofuSplits, config: EcoTofuConfig, chat: bool) -> MatchReference:
+    """The strength search's objective: KS p of the forget truth ratios (or answer probabilities) against
+    the target's own on the holdout authors, the holdout items given fact-swapped perturbed answers."""
+    holdout = format_items(splits.holdout, chat)
+    if config.statistic == "truth_ratio":
+        holdout = perturb_answers(
+            holdout, config.perturbed, rank=_plausibility(GuardedModel(model, tokenizer), chat), seed=config.seed
+        )
+    return make_objective(
+        "match_reference", format_items(splits.forget, chat), chat=chat, statistic=config.statistic,
+        reference_items=holdout, target=config.target,
+    )
+
+
+def token_candidates(splits: TofuSplits, config: EcoTofuConfig) -> list[TokenSelection]:
+    """The token selections the search tries, in order of preference."""
+    if config.tokens != "entities":
+        return [TokenSelection(config.tokens)]
+    entities = entity_phrases(splits.forget, splits.retain_train, splits.forget_authors)
+    return [TokenSelection("entities", entities=entities, fallback="all_but_last"), TokenSelection("all_but_last")]
+
+
+def strength_range(model: Any, config: EcoTofuConfig) -> tuple[float, float]:
+    scale = embedding_scale(model)
+    return config.strength_range or (scale, 3000 * scale)
 
 
 def fit_tofu_guard(
@@ -67,28 +109,19 @@ def fit_tofu_guard(
     used and the classifier's recall on the held-out paraphrased forget questions."""
     config = config or EcoTofuConfig()
     chat = bool(tokenizer.chat_template) if chat is None else chat
-    forget = format_items(splits.forget, chat)
-    holdout = format_items(splits.holdout, chat)
-    statistic = config.statistic
-    if statistic == "auto":
-        statistic = "truth_ratio" if all(i.paraphrased_answer and i.perturbed_answers for i in holdout) else "answer_prob"
-    entities = entity_phrases(splits.forget, splits.retain_train, splits.forget_authors)
-    objective = make_objective(
-        "match_reference", forget, chat=chat, statistic=statistic, reference_items=holdout, target=config.target
-    )
+    objective = surrogate_objective(model, tokenizer, splits, config, chat)
+    candidates = token_candidates(splits, config)
     fit = fit_guard(
-        model, tokenizer, forget, format_items(splits.retain_train, chat),
+        model, tokenizer, format_items(splits.forget, chat), format_items(splits.retain_train, chat),
         name=f"tofu-{splits.preset.forget}",
         entities=splits.forget_authors,
-        tokens=(
-            [TokenSelection("entities", entities=entities, fallback="all_but_last"), TokenSelection("all_but_last")]
-            if config.tokens == "entities" else TokenSelection(config.tokens)
-        ),
+        tokens=candidates,
         alpha=config.alpha,
         objective=objective,
         corruption=config.corruption,
         search=config.search,
         budget=config.budget,
+        strength_range=strength_range(model, config),
         chat=chat,
         seed=config.seed,
         progress=progress,
@@ -96,10 +129,22 @@ def fit_tofu_guard(
     paraphrases = [i.prompt for i in format_items([PromptItem(q) for q in splits.forget_paraphrased_questions], chat)]
     caught = sum(d.flagged for d in fit.guard.decide(paraphrases)) if paraphrases else 0
     details = {
-        "statistic": statistic,
+        "statistic": config.statistic,
+        "surrogate_items": len(objective.reference_items),
         "classifier_entities": list(splits.forget_authors),
-        "token_entities": entities,
+        "token_entities": entity_phrases(splits.forget, splits.retain_train, splits.forget_authors),
         "paraphrased_questions": len(paraphrases),
         "paraphrased_recall": caught / len(paraphrases) if paraphrases else None,
     }
     return fit, details
+
+
+def _plausibility(model: GuardedModel, chat: bool) -> Callable[[list[tuple[str, str]]], list[float]]:
+    """Mean token log-probability of each (prompt, answer) pair under ``model``: higher is more plausible."""
+    lead = "" if chat else " "
+
+    def rank(pairs: list[tuple[str, str]]) -> list[float]:
+        logprobs = model.score([p for p, _ in pairs], [lead + a for _, a in pairs], chat=chat)
+        return [float(lp.mean()) for lp in logprobs]
+
+    return rank

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...io import atomic_write_bytes
+from ..reports import png_figure
 
 __all__ = ["COLUMNS", "FLOORS", "check_floors", "plot_tradeoff", "summary_rows"]
 
@@ -55,30 +55,18 @@ def check_floors(target: dict[str, float], eco: dict[str, float]) -> dict[str, A
 
 def plot_tradeoff(summaries: dict[str, dict[str, float]], path: str | Path, *, title: str = "TOFU") -> Path:
     """Forget quality (log scale) against model utility, one point per model; written atomically as PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
     colours = {"retain": "tab:green", "target": "tab:red", "eco": "tab:blue"}
-    for name, summary in summaries.items():
-        quality, utility = summary.get("forget_quality"), summary.get("model_utility")
-        if quality is None or utility is None:
-            continue
-        ax.scatter(utility, max(quality, 1e-20), s=70, color=colours.get(name, "tab:gray"), zorder=3)
-        ax.annotate(name, (utility, max(quality, 1e-20)), textcoords="offset points", xytext=(6, 4))
-    ax.set_yscale("log")
-    ax.axhline(0.05, color="gray", linestyle=":", linewidth=1)
-    ax.set_xlabel("model utility (harmonic mean of 9 retain-side numbers)")
-    ax.set_ylabel("forget quality (KS-test p-value, log)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    with png_figure(path, (5.5, 4.2)) as ax:
+        for name, summary in summaries.items():
+            quality, utility = summary.get("forget_quality"), summary.get("model_utility")
+            if quality is None or utility is None:
+                continue
+            ax.scatter(utility, max(quality, 1e-20), s=70, color=colours.get(name, "tab:gray"), zorder=3)
+            ax.annotate(name, (utility, max(quality, 1e-20)), textcoords="offset points", xytext=(6, 4))
+        ax.set_yscale("log")
+        ax.axhline(0.05, color="gray", linestyle=":", linewidth=1)
+        ax.set_xlabel("model utility (harmonic mean of 9 retain-side numbers)")
+        ax.set_ylabel("forget quality (KS-test p-value, log)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
     return Path(path)
