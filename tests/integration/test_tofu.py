@@ -77,7 +77,12 @@ def test_run_writes_every_result_and_a_guard_that_fires_on_the_forget_authors(to
     assert report["training"]["target"]["examples"] == 60 and report["training"]["retain"]["examples"] == 20
     assert (out / "tofu.png").read_bytes().startswith(b"\x89PNG")
     guard = Guard.load(out / "guard")
-    assert guard.targets[0].tokens.strategy == "entities"
+    # entities first, all-but-last only when the entities miss the search's target; the better of the two is kept
+    tried = report["fit"]["report"]["token_candidates"]
+    assert tried[0]["tokens"]["strategy"] == "entities" and len(tried) == (1 if tried[0]["met"] else 2)
+    chosen = tried[0] if tried[0]["met"] else max(tried, key=lambda t: t["value"])
+    assert guard.targets[0].tokens.to_dict() == chosen["tokens"]
+    assert guard.targets[0].corruption.strength == pytest.approx(chosen["strength"])
     with pytest.raises(IncompatibleGuardError):  # fitted on the fine-tuned target, so the base model is refused
         guard.check_model(smollm2[0])
     assert "forget quality" in result.stdout and "ECO forget quality" in result.stdout

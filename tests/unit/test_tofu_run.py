@@ -281,6 +281,7 @@ def test_run_tofu_evaluations_and_report(first_run):
     assert report.config["floors"]["eco_utility_ratio_min"] == 0.98
     assert report.fit["statistic"] == "truth_ratio"  # on holdout items given fact-swapped perturbed answers
     assert 0 < report.fit["surrogate_items"] <= 40
+    assert report.fit["report"]["objective"]["items"] == 2  # limit=2: the search scores 2 forget questions
     assert report.fit["classifier_entities"] == ["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"]
     assert report.fit["paraphrased_questions"] == 40 and 0 <= report.fit["paraphrased_recall"] <= 1
     assert set(report.seconds) == {"prepare", "evaluate_retain_and_target", "fit", "evaluate_eco", "total"}

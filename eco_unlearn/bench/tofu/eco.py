@@ -69,16 +69,19 @@ class EcoTofuConfig:
             raise ObjectiveError(f"perturbed (answers per holdout question) must be at least 1, not {self.perturbed}")
 
 
-def surrogate_objective(model: Any, tokenizer: Any, splits: TofuSplits, config: EcoTofuConfig, chat: bool) -> MatchReference:
+def surrogate_objective(
+    model: Any, tokenizer: Any, splits: TofuSplits, config: EcoTofuConfig, chat: bool, *, limit: int | None = None
+) -> MatchReference:
     """The strength search's objective: KS p of the forget truth ratios (or answer probabilities) against
-    the target's own on the holdout authors, the holdout items given fact-swapped perturbed answers."""
+    the target's own on the holdout authors, the holdout items given fact-swapped perturbed answers.
+    ``limit`` scores only the first forget questions (smoke runs)."""
     holdout = format_items(splits.holdout, chat)
     if config.statistic == "truth_ratio":
         holdout = perturb_answers(
             holdout, config.perturbed, rank=_plausibility(GuardedModel(model, tokenizer), chat), seed=config.seed
         )
     return make_objective(
-        "match_reference", format_items(splits.forget, chat), chat=chat, statistic=config.statistic,
+        "match_reference", format_items(splits.forget[:limit] if limit else splits.forget, chat), chat=chat, statistic=config.statistic,
         reference_items=holdout, target=config.target,
     )
 
@@ -103,13 +106,15 @@ def fit_tofu_guard(
     config: EcoTofuConfig | None = None,
     *,
     chat: bool | None = None,
+    limit: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[FitResult, dict[str, Any]]:
     """Fit a guard on ``splits`` for ``model`` (the target). Returns the fit and a dict with the entities
-    used and the classifier's recall on the held-out paraphrased forget questions."""
+    used and the classifier's recall on the held-out paraphrased forget questions. ``limit``: the strength
+    search scores only the first forget questions (smoke runs; the classifier still learns from all)."""
     config = config or EcoTofuConfig()
     chat = bool(tokenizer.chat_template) if chat is None else chat
-    objective = surrogate_objective(model, tokenizer, splits, config, chat)
+    objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
     candidates = token_candidates(splits, config)
     fit = fit_guard(
         model, tokenizer, format_items(splits.forget, chat), format_items(splits.retain_train, chat),

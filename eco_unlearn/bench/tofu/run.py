@@ -43,7 +43,8 @@ DEFAULT_FINETUNE = FinetuneConfig(epochs=8, learning_rate=3e-4, batch_size=16)
 @dataclass
 class TofuRunConfig:
     """One TOFU run. ``authors`` overrides the preset's number of retain authors; ``limit`` evaluates only
-    the first questions of each set (for smoke tests; the numbers are then not comparable). ``parallel``:
+    the first questions of each set, and the strength search only the first forget questions (for smoke
+    tests; the numbers are then not comparable). ``parallel``:
     train, then evaluate, the target and retain models side by side in two processes (see ``run_parallel``)."""
 
     preset: str = "mini"
@@ -232,7 +233,7 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
 
     model, tokenizer = load_model(prepared.target)
     chat = bool(tokenizer.chat_template) if config.evaluation.chat is None else config.evaluation.chat
-    fit, details = fit_tofu_guard(model, tokenizer, splits, config.eco, chat=chat, progress=progress)
+    fit, details = fit_tofu_guard(model, tokenizer, splits, config.eco, chat=chat, limit=config.limit, progress=progress)
     clock["fit"] = time.perf_counter()
     eco = evaluate_tofu(
         GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, config.limit),

@@ -53,14 +53,16 @@ def sweep_strengths(
     config: EcoTofuConfig | None = None,
     *,
     chat: bool | None = None,
+    limit: int | None = None,
     progress: Progress | None = None,
 ) -> StrengthSweep:
     """One row per (token selection, strength): forget quality against ``retain_truth_ratios``, the
-    surrogate's value (what the strength search sees) and the median forget truth ratio."""
+    surrogate's value (what the strength search sees) and the median forget truth ratio. ``limit``: only
+    the first forget questions (smoke runs)."""
     config = config or EcoTofuConfig()
     _check_strengths(strengths)
     chat = bool(tokenizer.chat_template) if chat is None else chat
-    objective = surrogate_objective(model, tokenizer, splits, config, chat)
+    objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
     objective.prepare(GuardedModel(model, tokenizer))
     model_fp = fingerprint(model)
     selections = token_candidates(splits, config)
@@ -129,7 +131,9 @@ def run_tofu_sweep(config: TofuRunConfig, strengths: Sequence[float], progress: 
     )["retain"]
     model, tokenizer = load_model(prepared.target)
     chat = bool(tokenizer.chat_template) if config.evaluation.chat is None else config.evaluation.chat
-    sweep = sweep_strengths(model, tokenizer, splits, strengths, retain.truth_ratios(), config.eco, chat=chat, progress=progress)
+    sweep = sweep_strengths(
+        model, tokenizer, splits, strengths, retain.truth_ratios(), config.eco, chat=chat, limit=config.limit, progress=progress
+    )
     report = SweepReport(
         config={**_config_dict(config, preset), "strengths": [float(s) for s in strengths]},
         sweep=sweep,
