@@ -42,6 +42,7 @@ __all__ = [
     "ClassifierFit",
     "FitReport",
     "FitResult",
+    "corrupt_every_prompt",
     "default_classifier",
     "default_strength_range",
     "fit_classifier",
@@ -79,6 +80,16 @@ class FitReport:
 class FitResult:
     guard: Guard
     report: FitReport
+
+
+def corrupt_every_prompt(
+    model: Any, tokenizer: Any, corruption: CorruptionSpec, tokens: TokenSelection, *, seed: int = 0,
+    model_fingerprint: Any = None,
+) -> GuardedModel:
+    """``model`` guarded so that every prompt is flagged and corrupted: how the strength search measures a
+    corruption apart from classifier errors."""
+    target = Target("every-prompt", ConstantClassifier(1.0), corruption, 0.5, tokens)
+    return GuardedModel(model, tokenizer, Guard([target], model_fingerprint=model_fingerprint or fingerprint(model), seed=seed))
 
 
 def default_strength_range(corruption: str, model: Any) -> tuple[float, float, bool]:
@@ -296,13 +307,10 @@ def fit_guard(
     obj.prepare(bare)
     model_fp = fingerprint(model)
 
-    def guard_at(value: float, scorer: PromptClassifier, cut: float, selection: TokenSelection, calibration: dict | None = None) -> Guard:
-        target = Target(name, scorer, CorruptionSpec(corruption, value, params), cut, selection, calibration or {})
-        return Guard([target], model_fingerprint=model_fp, seed=seed)
-
     def search_with(selection: TokenSelection) -> SearchResult:
         def evaluate(value: float) -> float:
-            return obj.evaluate(GuardedModel(model, tokenizer, guard_at(value, ConstantClassifier(1.0), 0.5, selection)))
+            spec = CorruptionSpec(corruption, value, params)
+            return obj.evaluate(corrupt_every_prompt(model, tokenizer, spec, selection, seed=seed, model_fingerprint=model_fp))
 
         if strength is not None:
             CorruptionSpec(corruption, strength, params).validate(model_fp.hidden_size)
@@ -338,7 +346,8 @@ def fit_guard(
     clock["search"] = time.perf_counter()
 
     # --------------------------------------------------------------------------- end-to-end check
-    guard = guard_at(result.strength, classifier, threshold, tokens, calibration)
+    target = Target(name, classifier, CorruptionSpec(corruption, result.strength, params), threshold, tokens, calibration)
+    guard = Guard([target], model_fingerprint=model_fp, seed=seed)
     note("end-to-end evaluation", 0, 1)
     end_to_end = obj.evaluate(GuardedModel(model, tokenizer, guard))
     flagged = sum(d.flagged for d in guard.decide([i.prompt for i in obj.items]))

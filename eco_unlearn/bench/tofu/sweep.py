@@ -16,9 +16,8 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ...classifier import ConstantClassifier
 from ...corruption import CorruptionSpec
-from ...guard import Guard, Target
+from ...fit import corrupt_every_prompt
 from ...guarded import GuardedModel
 from ...io import atomic_dir
 from ...metrics import forget_quality
@@ -71,9 +70,8 @@ def sweep_strengths(
         for strength in strengths:
             if progress is not None:
                 progress(f"sweep: {selection.strategy} at {strength:.4g}", len(rows), total)
-            spec = CorruptionSpec(config.corruption, float(strength), {})
-            guard = Guard([Target("sweep", ConstantClassifier(1.0), spec, 0.5, selection, {})], model_fingerprint=model_fp, seed=config.seed)
-            values = objective.per_item(GuardedModel(model, tokenizer, guard))
+            spec = CorruptionSpec(config.corruption, float(strength))
+            values = objective.per_item(corrupt_every_prompt(model, tokenizer, spec, selection, seed=config.seed, model_fingerprint=model_fp))
             rows.append({
                 "tokens": selection.strategy,
                 "strength": float(strength),
