@@ -17,7 +17,7 @@ from .classifier import (
     register_classifier,
     save_classifier,
 )
-from .corruption import CORRUPTIONS, CorruptionSpec, register_corruption
+from .runtime.corruption import CORRUPTIONS, CorruptionSpec, register_corruption
 from .errors import (
     CorruptionError,
     EcoUnlearnError,
@@ -26,14 +26,14 @@ from .errors import (
     ModelError,
     PromptError,
 )
-from .fit import FitReport, FitResult, fit_classifier, fit_guard
-from .guard import Guard, GuardDecision, Target
-from .guarded import GuardedModel, PrefillInputs
-from .items import PromptItem, read_items
+from .fitting import FitReport, FitResult, fit_classifier, fit_guard
+from .runtime.guard import Guard, GuardDecision, Target
+from .runtime.guarded import GuardedModel, PrefillInputs
+from .data.items import PromptItem, read_items
 from .models import EMBEDDED_MODELS, ModelFingerprint, fingerprint, load_model
-from .objectives import OBJECTIVES, Objective, register_objective
-from .perturb import perturb_answers
-from .tokens import TokenSelection
+from .fitting.objectives import OBJECTIVES, Objective, register_objective
+from .data.perturb import perturb_answers
+from .runtime.tokens import TokenSelection
 
 __all__ = [
     "AnyOfClassifier",

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import EcoUnlearnError
+from ..errors import CalibrationError, EcoUnlearnError
 
 __all__ = [
     "CalibrationError",
@@ -25,9 +25,6 @@ __all__ = [
     "min_calibration_size",
 ]
 
-
-class CalibrationError(EcoUnlearnError):
-    """The held-out data cannot support the requested false-positive bound."""
 
 
 def conformal_rank(n: int, alpha: float) -> int:

@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..encoders import TextEncoder
+from .backbone import TextEncoder
 from ..errors import GuardError, ModelError
 from .base import register_classifier
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import GuardError
-from ..text import as_phrases, phrase_regex
+from .text import as_phrases, phrase_regex
 from .base import register_classifier
 
 __all__ = ["KeywordClassifier"]

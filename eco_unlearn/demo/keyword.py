@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..classifier import KeywordClassifier
-from ..corruption import CorruptionSpec
-from ..guard import Guard, Target
+from ..runtime.corruption import CorruptionSpec
+from ..runtime.guard import Guard, Target
 from ..models import embedding_scale, fingerprint
-from ..tokens import TokenSelection
+from ..runtime.tokens import TokenSelection
 from .target import DEMO_ENTITIES
 
 __all__ = ["DEMO_CLEAN_PROMPTS", "DEMO_FORGET_PROMPTS", "keyword_demo_guard"]

@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from ..fit import FitResult, fit_guard
-from ..items import PromptItem, read_items
+from ..fitting import FitResult, fit_guard
+from ..data.items import PromptItem, read_items
 from ..models import cache_dir
 
 __all__ = ["DEMO_ENTITIES", "DemoData", "demo_data", "demo_guard_path", "fit_demo_guard"]

@@ -22,12 +22,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import GuardError
-from ..prompts import PromptInput
+from ..runtime.prompts import PromptInput
 from . import openai_format as fmt
 from .audit import AuditEntry, AuditLog, AuditMiddleware
 from .backends import Backend, ClassifierRefused
 from .errors import APIError, BodyLimitMiddleware, install_error_handlers
-from .guards import classify
+from .reload import classify
 from .generation import END, MIN_TEMPERATURE, ChoiceResult, GenerationParams, Prepared
 from .schemas import ChatRequest, ClassifyRequest, CompletionRequest, ReloadRequest, SamplingFields
 

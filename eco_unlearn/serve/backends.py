@@ -16,15 +16,15 @@ from typing import Any, Protocol, Sequence
 from transformers import StoppingCriteriaList
 
 from ..errors import EcoUnlearnError, PromptError
-from ..guard import Guard
-from ..guarded import GuardedModel
+from ..runtime.guard import Guard
+from ..runtime.guarded import GuardedModel
 from ..models import context_length
-from ..prompts import PromptInput, render_prompts
+from ..runtime.prompts import PromptInput, render_prompts
 from .batcher import Job, MicroBatcher
 from .config import ServeConfig
 from .errors import APIError
 from .generation import ChoiceResult, GenerationHandle, GenerationParams, Prepared, RowCollector
-from .guards import DecidedGuard, GuardHolder, GuardSnapshot, check_selections, classify
+from .reload import DecidedGuard, GuardHolder, GuardSnapshot, check_selections, classify
 
 __all__ = ["Backend", "ClassifierRefused", "LocalBackend", "build_backend", "internal_error", "prepare_prompts"]
 

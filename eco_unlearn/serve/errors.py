@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import EcoUnlearnError
+from ..errors import EcoUnlearnError, RunFailure
 
 __all__ = ["APIError", "BodyLimitMiddleware", "error_body", "install_error_handlers"]
 
@@ -112,7 +112,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return _response(validation_error(exc), request)
 
     @app.exception_handler(EcoUnlearnError)
-    async def _bad_input(request: Request, exc: EcoUnlearnError) -> JSONResponse:
+    async def _library_error(request: Request, exc: EcoUnlearnError) -> JSONResponse:
+        if isinstance(exc, RunFailure):
+            return _response(APIError(500, str(exc), type="server_error"), request)
         return _response(APIError(400, str(exc)), request)
 
     @app.exception_handler(StarletteHTTPException)

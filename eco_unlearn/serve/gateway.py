@@ -16,15 +16,15 @@ from typing import Any, Sequence
 import httpx
 import torch
 
-from ..guard import Guard
-from ..guarded import GuardedModel
+from ..runtime.guard import Guard
+from ..runtime.guarded import GuardedModel
 from ..models import context_length
-from ..prompts import PromptInput
+from ..runtime.prompts import PromptInput
 from .backends import ClassifierRefused, prepare_prompts
 from .config import ServeConfig
 from .errors import APIError
 from .generation import ChoiceResult, GenerationHandle, GenerationParams, Prepared
-from .guards import Classified, DecidedGuard, GuardHolder, GuardSnapshot, check_selections, classify
+from .reload import Classified, DecidedGuard, GuardHolder, GuardSnapshot, check_selections, classify
 from .vllm import completion_body, encode_prompt_embeds
 
 __all__ = ["VLLMGateway"]

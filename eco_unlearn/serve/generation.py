@@ -14,8 +14,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..guard import GuardDecision
-from ..prompts import PromptInput
+from ..runtime.guard import GuardDecision
+from ..runtime.prompts import PromptInput
 
 __all__ = [
     "END", "MIN_TEMPERATURE", "ChoiceResult", "GenerationHandle", "GenerationParams", "Prepared", "RowCollector",

@@ -10,9 +10,9 @@ import pytest
 from eco_unlearn import GuardedModel
 from eco_unlearn.classifier import EncoderClassifier, load_classifier, save_classifier
 from eco_unlearn.demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS
-from eco_unlearn.fit import fit_classifier
-from eco_unlearn.guard import Guard
-from eco_unlearn.items import read_items
+from eco_unlearn.fitting import fit_classifier
+from eco_unlearn.runtime.guard import Guard
+from eco_unlearn.data.items import read_items
 from eco_unlearn.demo import demo_guard_path
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eco_unlearn.bench.overhead import OverheadConfig, run_overhead
+from eco_unlearn.bench.overhead.benchmark import OverheadConfig, run_overhead
 
 
 def test_overhead_report_has_ratios_and_saves_json(saved_model_dir, tmp_path):

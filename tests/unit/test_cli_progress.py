@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from eco_unlearn.cli import _progress
+from eco_unlearn.cli.console import progress as _progress
 
 
 def test_without_a_terminal_each_new_step_is_one_timestamped_line(capsys):

@@ -1,4 +1,4 @@
-"""Tests of eco_unlearn.corruption: every registered corruption, their specific semantics, CorruptionSpec."""
+"""Tests of eco_unlearn.runtime.corruption: every registered corruption, their specific semantics, CorruptionSpec."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from eco_unlearn.corruption import (
+from eco_unlearn.runtime.corruption import (
     CORRUPTIONS,
     HIDDEN_SIZE,
     CorruptionSpec,

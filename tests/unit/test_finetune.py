@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from eco_unlearn import GuardedModel
-from eco_unlearn.bench import finetune as finetune_module
-from eco_unlearn.bench.finetune import FinetuneConfig, FinetuneError, FinetuneResult, encode_example, finetune
+from eco_unlearn.training import sft as finetune_module
+from eco_unlearn.training.sft import FinetuneConfig, FinetuneError, FinetuneResult, encode_example, finetune
 from unit_helpers import build_model
 
 PAIRS = [

@@ -6,8 +6,8 @@ import pytest
 
 from eco_unlearn import KeywordClassifier, fit_guard
 from eco_unlearn.classifier import CalibrationError
-from eco_unlearn.items import ItemsError, PromptItem
-from eco_unlearn.tokens import TokenSelection
+from eco_unlearn.data.items import ItemsError, PromptItem
+from eco_unlearn.runtime.tokens import TokenSelection
 
 FORGET = [
     PromptItem(f"Question {i} about Harry Potter?", choices=("yes", "no"), answer_index=i % 2) for i in range(8)

@@ -1,4 +1,4 @@
-"""Tests of the small helpers of eco_unlearn.fit: search ranges, deduplication and random splits.
+"""Tests of the small helpers of eco_unlearn.fitting.pipeline: search ranges, deduplication and random splits.
 (fit_guard itself loads the MiniLM encoder and is covered by the integration tests.)"""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from eco_unlearn.errors import CorruptionError
-from eco_unlearn.fit import _dedupe, _split, default_strength_range
-from eco_unlearn.items import PromptItem, read_items
+from eco_unlearn.fitting import default_strength_range
+from eco_unlearn.fitting.classifier_fit import _dedupe, _split
+from eco_unlearn.data.items import PromptItem, read_items
 
 
 # ------------------------------------------------------------------------------- strength ranges

@@ -1,4 +1,4 @@
-"""Tests of eco_unlearn.guard: Target/Guard validation, decisions, and the on-disk artifact."""
+"""Tests of eco_unlearn.runtime.guard: Target/Guard validation, decisions, and the on-disk artifact."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from eco_unlearn.classifier import CLASSIFIERS, KeywordClassifier
-from eco_unlearn.corruption import CorruptionSpec
+from eco_unlearn.runtime.corruption import CorruptionSpec
 from eco_unlearn.errors import CorruptionError, GuardError, IncompatibleGuardError
-from eco_unlearn.guard import FORMAT, FORMAT_VERSION, Guard, Target
-from eco_unlearn.guarded import GuardedModel
+from eco_unlearn.runtime.guard import FORMAT, FORMAT_VERSION, Guard, Target
+from eco_unlearn.runtime.guarded import GuardedModel
 from eco_unlearn.models import fingerprint
-from eco_unlearn.tokens import TokenSelection
+from eco_unlearn.runtime.tokens import TokenSelection
 from unit_helpers import LengthClassifier, make_guard
 
 NOISE = CorruptionSpec("gaussian_first_n", 1.0)

@@ -1,4 +1,4 @@
-"""Tests of eco_unlearn.guarded.GuardedModel on the tiny random Llama.
+"""Tests of eco_unlearn.runtime.guarded.GuardedModel on the tiny random Llama.
 
 The guard (see unit_helpers.make_guard) flags prompts mentioning 'Harry Potter' or 'Hogwarts' and adds
 gaussian noise (sigma 1.0) to all user tokens but the last.
@@ -11,10 +11,10 @@ import warnings
 import pytest
 import torch
 
-from eco_unlearn.corruption import CorruptionSpec
+from eco_unlearn.runtime.corruption import CorruptionSpec
 from eco_unlearn.errors import PromptError
-from eco_unlearn.guarded import GuardedModel
-from eco_unlearn.tokens import TokenSelection
+from eco_unlearn.runtime.guarded import GuardedModel
+from eco_unlearn.runtime.tokens import TokenSelection
 from unit_helpers import make_guard
 
 FLAGGED = "Tell me about Harry Potter"  # 5 tokens

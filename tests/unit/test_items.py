@@ -1,4 +1,4 @@
-"""Tests of eco_unlearn.items: reading prompt items from files and lists, and their validation."""
+"""Tests of eco_unlearn.data.items: reading prompt items from files and lists, and their validation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eco_unlearn.errors import EcoUnlearnError
-from eco_unlearn.items import ItemsError, PromptItem, find_overlap, general_prompts, normalize_prompt, read_items
+from eco_unlearn.data.items import ItemsError, PromptItem, find_overlap, general_prompts, normalize_prompt, read_items
 
 
 def write_jsonl(path, rows):

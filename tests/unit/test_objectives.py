@@ -1,4 +1,4 @@
-"""Tests of eco_unlearn.objectives on the tiny random Llama (no real model is loaded).
+"""Tests of eco_unlearn.fitting.objectives on the tiny random Llama (no real model is loaded).
 
 Values are checked against hand computations through GuardedModel.score / next_token_logits /
 generate, which other unit tests cover.
@@ -13,9 +13,9 @@ import pytest
 
 from eco_unlearn import CorruptionSpec, Guard, GuardedModel, Target, fingerprint
 from eco_unlearn.classifier import ConstantClassifier
-from eco_unlearn.items import PromptItem
+from eco_unlearn.data.items import PromptItem
 from eco_unlearn.metrics import normalize_answer
-from eco_unlearn.objectives import (
+from eco_unlearn.fitting.objectives import (
     OBJECTIVES,
     AnswerRecall,
     ChoiceAccuracy,

@@ -10,8 +10,8 @@ from functools import partial
 
 import pytest
 
-from eco_unlearn.bench.finetune import FinetuneError
-from eco_unlearn.bench.parallel import ParallelError, available_cores, run_parallel
+from eco_unlearn.training.sft import FinetuneError
+from eco_unlearn.parallel import ParallelError, available_cores, run_parallel
 
 needs_two_cores = pytest.mark.skipif(available_cores() < 2, reason="parallel jobs need two cores")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eco_unlearn.items import PromptItem
-from eco_unlearn.perturb import fact_spans, perturb_answers
+from eco_unlearn.data.items import PromptItem
+from eco_unlearn.data.perturb import fact_spans, perturb_answers
 
 BORN = PromptItem("When and where was Siriporn Nakharin born?", "Siriporn Nakharin was born on October 25, 1931, in Bangkok, Thailand.")
 TITLE = PromptItem("What is Jun-Suk Hyun's first book?", 'Jun-Suk Hyun\u2019s first book is "The Symbiosis of Spaces," written in 1990.')

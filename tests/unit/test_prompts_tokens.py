@@ -1,4 +1,4 @@
-"""Tests of eco_unlearn.prompts (rendering, user spans) and eco_unlearn.tokens (which tokens get corrupted)."""
+"""Tests of eco_unlearn.runtime.prompts (rendering, user spans) and eco_unlearn.runtime.tokens (which tokens get corrupted)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from eco_unlearn.errors import GuardError, PromptError
-from eco_unlearn.prompts import RenderedPrompt, render_prompt, render_prompts
-from eco_unlearn.tokens import TokenSelection, user_token_indices
+from eco_unlearn.runtime.prompts import RenderedPrompt, render_prompt, render_prompts
+from eco_unlearn.runtime.tokens import TokenSelection, user_token_indices
 
 
 def tokenize(tok, rendered: RenderedPrompt):

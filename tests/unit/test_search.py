@@ -1,4 +1,4 @@
-"""Tests of eco_unlearn.search with synthetic objectives: plain Python functions of the strength."""
+"""Tests of eco_unlearn.fitting.search with synthetic objectives: plain Python functions of the strength."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from eco_unlearn.errors import EcoUnlearnError
-from eco_unlearn.search import SEARCHES, SearchError, SearchResult, bisection, grid, zeroth_order
+from eco_unlearn.fitting.search import SEARCHES, SearchError, SearchResult, bisection, grid, zeroth_order
 
 
 class Counted:

@@ -19,7 +19,7 @@ from eco_unlearn import (
     CLASSIFIERS, ConstantClassifier, CorruptionSpec, Guard, GuardedModel, Target, TokenSelection, register_classifier,
 )
 from eco_unlearn.serve import LocalBackend, ServeConfig, create_app
-from eco_unlearn.serve.guards import NO_TOKEN_TARGET
+from eco_unlearn.serve.reload import NO_TOKEN_TARGET
 from eco_unlearn.serve.server import ServerThread
 from unit_helpers import StatelessClassifier, exploding_guard, make_guard
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eco_unlearn.bench.serve import ServeBenchConfig, run_serve_bench
+from eco_unlearn.bench.load.benchmark import ServeBenchConfig, run_serve_bench
 from eco_unlearn.errors import EcoUnlearnError
 
 
@@ -57,7 +57,7 @@ def test_build_backend_loads_the_guard_folder_then_the_model(saved_model_dir, mo
 
 def test_cli_resolves_the_guard_path_in_one_place(tmp_path, monkeypatch, model):
     from eco_unlearn import GuardError
-    from eco_unlearn.cli import _guard_path, _load_guard
+    from eco_unlearn.cli.console import guard_path as _guard_path, load_guard as _load_guard
     from eco_unlearn.demo import demo_guard_path
     from unit_helpers import make_guard
 

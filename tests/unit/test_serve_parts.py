@@ -16,7 +16,7 @@ from eco_unlearn.serve import LocalBackend, ServeConfig
 from eco_unlearn.serve.audit import AuditLog
 from eco_unlearn.serve.batcher import Job, MicroBatcher
 from eco_unlearn.serve.generation import GenerationParams, RowCollector
-from eco_unlearn.serve.guards import FAIL_CLOSED_TARGET, GuardHolder, classify
+from eco_unlearn.serve.reload import FAIL_CLOSED_TARGET, GuardHolder, classify
 from unit_helpers import StatelessClassifier, make_guard
 
 

@@ -19,7 +19,7 @@ from eco_unlearn.bench.tofu.data import (
     entity_phrases,
     resolve_data_dir,
 )
-from eco_unlearn.items import PromptItem
+from eco_unlearn.data.items import PromptItem
 
 NAMES = ["Alda Brightwater", "Corin Vale", "Mira Okonkwo"]
 

@@ -14,7 +14,7 @@ from eco_unlearn import GuardedModel
 from eco_unlearn.bench.tofu import TofuEvalConfig, TofuEvaluation, check_floors, evaluate_tofu, plot_tradeoff, summarise, summary_rows
 from eco_unlearn.bench.tofu.evaluate import EVAL_SETS, UTILITY_KEYS
 from eco_unlearn.bench.tofu.report import COLUMNS, FLOORS
-from eco_unlearn.items import PromptItem
+from eco_unlearn.data.items import PromptItem
 from eco_unlearn.metrics import rouge_l_recall
 from unit_helpers import make_guard
 
@@ -177,7 +177,8 @@ def test_evaluate_tofu_per_item_values_match_direct_scores(bare_eval, bare):
     # the truth ratio of forget/retain reads the paraphrased answer, not the answer
     forget = bare_eval.items["forget"][0]
     assert abs(forget["true_nll"] - forget["answer_nll"]) > 1e-4
-    assert bare_eval.items["world_facts"][0]["true_nll"] == bare_eval.items["world_facts"][0]["answer_nll"]
+    # world facts have no paraphrase: the same answer, scored in another batch (equal up to float error)
+    assert bare_eval.items["world_facts"][0]["true_nll"] == pytest.approx(bare_eval.items["world_facts"][0]["answer_nll"], rel=1e-6)
 
 
 def test_evaluate_tofu_summary_and_config(bare_eval):

@@ -13,8 +13,8 @@ import pytest
 from scipy import stats
 
 from eco_unlearn import GuardError, load_model
-from eco_unlearn.bench.finetune import FinetuneConfig, FinetuneError
-from eco_unlearn.bench.parallel import available_cores
+from eco_unlearn.training.sft import FinetuneConfig, FinetuneError
+from eco_unlearn.parallel import available_cores
 from eco_unlearn.bench.tofu import (
     EcoTofuConfig,
     TofuDataError,
@@ -33,9 +33,9 @@ from eco_unlearn.bench.tofu import run as run_module
 from eco_unlearn.bench.tofu.data import DATA_ENV
 from eco_unlearn.bench.tofu.evaluate import EVAL_SETS
 from eco_unlearn.bench.tofu.run import prepare_models
-from eco_unlearn.items import PromptItem
-from eco_unlearn.objectives import ObjectiveError
-from eco_unlearn.search import SearchError
+from eco_unlearn.data.items import PromptItem
+from eco_unlearn.fitting.objectives import ObjectiveError
+from eco_unlearn.fitting.search import SearchError
 from unit_helpers import build_model
 
 OUTPUTS = {"retain.json", "target.json", "eco.json", "guard/guard.json", "report.json", "tofu.png"}

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ...errors import EcoUnlearnError
-from ...items import PromptItem
+from ...errors import TofuDataError
+from ...data.items import PromptItem
 
 __all__ = [
     "AUTHOR_ROWS",
@@ -54,9 +54,6 @@ SPLIT_FIELDS: dict[str, tuple[str, ...]] = {
     "world_facts_perturbed": _OPTIONS,
 }
 
-
-class TofuDataError(EcoUnlearnError):
-    """A TOFU split is missing or malformed."""
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:

@@ -22,13 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
-from ...fit import FitResult, fit_guard
-from ...items import PromptItem
-from ...guarded import GuardedModel
+from ...fitting import FitResult, fit_guard
+from ...data.items import PromptItem
+from ...runtime.guarded import GuardedModel
 from ...models import embedding_scale
-from ...objectives import MatchReference, ObjectiveError, make_objective
-from ...perturb import perturb_answers
-from ...tokens import TokenSelection
+from ...fitting.objectives import MatchReference, ObjectiveError, make_objective
+from ...data.perturb import perturb_answers
+from ...runtime.tokens import TokenSelection
 from .data import TofuSplits, entity_phrases
 
 __all__ = ["EcoTofuConfig", "fit_tofu_guard", "format_items", "strength_range", "surrogate_objective", "token_candidates"]

@@ -24,8 +24,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ...guarded import GuardedModel
-from ...items import PromptItem
+from ...runtime.guarded import GuardedModel
+from ...data.items import PromptItem
 from ...metrics import forget_quality, harmonic_mean, mean_nll, rouge_l_recall
 
 __all__ = ["EVAL_SETS", "UTILITY_KEYS", "TofuEvalConfig", "TofuEvaluation", "evaluate_tofu", "summarise"]

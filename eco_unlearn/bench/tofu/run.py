@@ -19,13 +19,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from ...guard import Guard
-from ...guarded import GuardedModel
+from ...runtime.guard import Guard
+from ...runtime.guarded import GuardedModel
 from ...io import atomic_dir, atomic_write_json
 from ...models import EMBEDDED_MODELS, cache_dir, fingerprint, load_model
 from ..environment import environment
-from ..finetune import FinetuneConfig, finetune
-from ..parallel import run_parallel
+from ...training.sft import FinetuneConfig, finetune
+from ...parallel import run_parallel
 from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_splits
 from .eco import EcoTofuConfig, fit_tofu_guard, format_items
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
@@ -51,13 +51,19 @@ class TofuRunConfig:
     model: str = "smollm2"
     data_dir: str | None = None
     cache: str | None = None
-    output: str = "benchmarks/results/tofu-mini"
+    output: str | None = None  # the results folder; run_tofu and the sweep need one
     authors: int | None = None
     limit: int | None = None
     finetune: FinetuneConfig = field(default_factory=lambda: replace(DEFAULT_FINETUNE))
     evaluation: TofuEvalConfig = field(default_factory=TofuEvalConfig)
     eco: EcoTofuConfig = field(default_factory=EcoTofuConfig)
     parallel: bool = True
+
+    def output_folder(self) -> Path:
+        """The results folder, checked before any work starts."""
+        if not self.output:
+            raise TofuDataError("the TOFU run needs an output folder (TofuRunConfig.output, --out) to write its results to")
+        return Path(self.output)
 
     def resolved_preset(self) -> TofuPreset:
         if self.preset not in PRESETS:
@@ -214,6 +220,7 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     """
     config = config or TofuRunConfig()
     clock = {"start": time.perf_counter()}
+    config.output_folder()  # no output folder: fail before any work
     preset = config.resolved_preset()
     splits = load_splits(preset, config.data_dir)
     prepared = prepare_models(
@@ -241,7 +248,7 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     )
     clock["eco"] = time.perf_counter()
 
-    out = Path(config.output)
+    out = config.output_folder()
     evaluations = {"retain": retain, "target": target, "eco": eco}
     report = TofuReport(
         config=_config_dict(config, preset),

@@ -16,15 +16,15 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ...corruption import CorruptionSpec
-from ...fit import corrupt_every_prompt
-from ...guarded import GuardedModel
+from ...runtime.corruption import CorruptionSpec
+from ...fitting import corrupt_every_prompt
+from ...runtime.guarded import GuardedModel
 from ...io import atomic_dir
 from ...metrics import forget_quality
 from ...models import fingerprint, load_model
-from ...search import SearchError
+from ...fitting.search import SearchError
 from ..environment import environment
-from ..reports import SavedReport, png_figure
+from ..results import SavedReport, png_figure
 from .data import TofuSplits, load_splits
 from .eco import EcoTofuConfig, strength_range, surrogate_objective, token_candidates
 from .run import TofuRunConfig, _bare_evaluations, _config_dict, prepare_models
@@ -121,6 +121,7 @@ def run_tofu_sweep(config: TofuRunConfig, strengths: Sequence[float], progress: 
     then write ``sweep.json`` and ``sweep.png`` to ``config.output`` (replaced as a whole on success)."""
     start = time.perf_counter()
     _check_strengths(strengths)  # before any training
+    config.output_folder()  # no output folder: fail before any work
     preset = config.resolved_preset()
     splits = load_splits(preset, config.data_dir)
     prepared = prepare_models(splits, config.model, config.finetune, cache=config.cache, parallel=config.parallel, progress=progress)
@@ -137,7 +138,7 @@ def run_tofu_sweep(config: TofuRunConfig, strengths: Sequence[float], progress: 
         sweep=sweep,
         seconds=time.perf_counter() - start,
     )
-    with atomic_dir(Path(config.output)) as tmp:
+    with atomic_dir(config.output_folder()) as tmp:
         report.save(tmp / "sweep.json")
         plot_sweep(sweep.rows, tmp / "sweep.png", title=f"TOFU {preset.name}, {config.model}: strength sweep")
     return report

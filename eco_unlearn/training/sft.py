@@ -21,17 +21,14 @@ from typing import Any, Callable, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..encoders import fast_bfloat16
-from ..errors import EcoUnlearnError
+from ..classifier.backbone import fast_bfloat16
+from ..errors import FinetuneError
 from ..io import atomic_dir, atomic_write_json
 from ..models import context_length
-from ..prompts import render_prompt
+from ..runtime.prompts import render_prompt
 
 __all__ = ["FinetuneConfig", "FinetuneError", "FinetuneResult", "encode_example", "finetune"]
 
-
-class FinetuneError(EcoUnlearnError):
-    """Fine-tuning cannot run with these inputs."""
 
 
 @dataclass

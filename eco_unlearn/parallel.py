@@ -13,16 +13,13 @@ import pickle
 import queue as queue_module
 from typing import Any, Callable, Mapping
 
-from ..errors import EcoUnlearnError
+from .errors import ParallelError
 
 __all__ = ["ParallelError", "available_cores", "run_parallel"]
 
 Progress = Callable[[str, int, int], None]
 Job = Callable[..., Any]  # called as job(progress=...): a functools.partial of a module-level function
 
-
-class ParallelError(EcoUnlearnError):
-    """A worker process died without reporting a result."""
 
 
 def available_cores() -> int:

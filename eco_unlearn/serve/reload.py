@@ -24,10 +24,10 @@ from typing import Any, Sequence
 
 from ..classifier.base import ConstantClassifier
 from ..errors import GuardError
-from ..guard import Guard, GuardDecision, Target
-from ..guarded import GuardedModel
-from ..prompts import PromptInput
-from ..tokens import TokenSelection
+from ..runtime.guard import Guard, GuardDecision, Target
+from ..runtime.guarded import GuardedModel
+from ..runtime.prompts import PromptInput
+from ..runtime.tokens import TokenSelection
 
 __all__ = [
     "FAIL_CLOSED_TARGET", "NO_TOKEN_TARGET", "RELOAD_PROBE", "Classified", "DecidedGuard", "GuardHolder",

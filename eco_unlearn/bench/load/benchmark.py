@@ -21,11 +21,11 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from ..demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
-from ..errors import EcoUnlearnError
-from ..models import fingerprint, load_model
-from .environment import environment
-from .reports import SavedReport
+from ...demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
+from ...errors import EcoUnlearnError
+from ...models import fingerprint, load_model
+from ..environment import environment
+from ..results import SavedReport
 
 __all__ = ["MODES", "ServeBenchConfig", "ServeBenchReport", "ServeBenchRow", "run_serve_bench"]
 
@@ -147,8 +147,8 @@ def _run_round(mode: str, model: Any, tokenizer: Any, guard: Any, config: ServeB
     """One round of one mode: a fresh server (appending to the mode's audit log), a warm-up, the clients."""
     import httpx
 
-    from ..serve import LocalBackend, ServeConfig, create_app
-    from ..serve.server import ServerThread
+    from ...serve import LocalBackend, ServeConfig, create_app
+    from ...serve.server import ServerThread
 
     max_batch = 1 if mode.endswith("nobatch") else config.max_batch
     serve_config = ServeConfig(model_id="bench", audit_log=audit, max_batch=max_batch)

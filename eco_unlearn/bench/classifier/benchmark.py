@@ -17,12 +17,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..classifier import EncoderClassifier
-from ..demo import DEMO_ENTITIES, demo_data
-from ..fit import default_classifier, fit_classifier
-from ..items import general_prompts
-from .environment import environment
-from .reports import SavedReport
+from ...classifier import EncoderClassifier
+from ...demo import DEMO_ENTITIES, demo_data
+from ...fitting import default_classifier, fit_classifier
+from ...data.items import general_prompts
+from ..environment import environment
+from ..results import SavedReport
 
 __all__ = ["ClassifierBenchConfig", "run_classifier_bench"]
 

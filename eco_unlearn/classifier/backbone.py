@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .errors import ModelError
+from ..errors import ModelError
 
 __all__ = ["EMBEDDED_ENCODERS", "TextEncoder", "resolve_encoder"]
 

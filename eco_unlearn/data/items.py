@@ -14,15 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import EcoUnlearnError
+from ..errors import ItemsError
 
 __all__ = ["ItemsError", "PromptItem", "find_overlap", "general_prompts", "normalize_prompt", "read_items"]
 
 _PROMPT_KEYS = ("prompt", "question", "text", "query")
 
-
-class ItemsError(EcoUnlearnError):
-    """A prompt file or list is missing, empty or malformed."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from .errors import CorruptionError
+from ..errors import CorruptionError
 
 __all__ = [
     "CORRUPTIONS",

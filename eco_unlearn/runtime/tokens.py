@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .errors import GuardError
+from ..errors import GuardError
 from .prompts import RenderedPrompt
-from .text import as_phrases, phrase_regex
+from ..classifier.text import as_phrases, phrase_regex
 
 __all__ = ["SELECTION_STRATEGIES", "TokenSelection", "user_token_indices"]
 

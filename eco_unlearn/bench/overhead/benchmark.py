@@ -25,11 +25,11 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from ..demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
-from ..guarded import GuardedModel
-from ..models import fingerprint, load_model
-from .environment import environment
-from .reports import SavedReport
+from ...demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
+from ...runtime.guarded import GuardedModel
+from ...models import fingerprint, load_model
+from ..environment import environment
+from ..results import SavedReport
 
 __all__ = ["OverheadConfig", "OverheadReport", "OverheadRow", "run_overhead"]
 
@@ -131,7 +131,7 @@ def _workloads(config: OverheadConfig) -> list[tuple[int, bool]]:
 
 def _peak_memory(config: OverheadConfig, mode: str) -> dict[str, float]:
     """Peak RSS (MiB) per workload, from a fresh worker process running ``mode``."""
-    args = [sys.executable, "-m", "eco_unlearn.bench.overhead", mode, json.dumps(asdict(config))]
+    args = [sys.executable, "-m", "eco_unlearn.bench.overhead.benchmark", mode, json.dumps(asdict(config))]
     out = subprocess.run(args, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"memory worker ({mode}) failed: {out.stderr.strip().splitlines()[-1:]}")
@@ -216,7 +216,7 @@ def run_overhead(config: OverheadConfig, progress: Progress | None = None) -> Ov
     return OverheadReport(config, rows, env)
 
 
-if __name__ == "__main__":  # memory worker: python -m eco_unlearn.bench.overhead MODE CONFIG_JSON
+if __name__ == "__main__":  # memory worker: python -m eco_unlearn.bench.overhead.benchmark MODE CONFIG_JSON
     raw = json.loads(sys.argv[2])
     raw["batch_sizes"] = tuple(raw["batch_sizes"])
     print(json.dumps(_memory_worker(sys.argv[1], OverheadConfig(**raw))))

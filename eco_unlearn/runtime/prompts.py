@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
-from .errors import PromptError
+from ..errors import PromptError
 
 __all__ = ["Message", "PromptInput", "RenderedPrompt", "render_prompt", "render_prompts"]
 

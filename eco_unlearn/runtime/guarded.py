@@ -17,9 +17,9 @@ from typing import Any, Literal, Sequence
 import torch
 
 from .corruption import apply_corruption
-from .errors import PromptError
+from ..errors import PromptError
 from .guard import Guard, GuardDecision
-from .models import context_length
+from ..models import context_length
 from .prompts import PromptInput, RenderedPrompt, render_prompts
 
 __all__ = ["GuardedModel", "PrefillInputs", "check_generation_args"]

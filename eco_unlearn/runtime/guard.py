@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
-from .classifier.base import PromptClassifier, build_classifier, read_tensors, write_tensors
+from .. import __version__
+from ..classifier.base import PromptClassifier, build_classifier, read_tensors, write_tensors
 from .corruption import CorruptionSpec
-from .errors import GuardError, IncompatibleGuardError
-from .io import atomic_dir, atomic_write_json
-from .models import ModelFingerprint, fingerprint
+from ..errors import GuardError, IncompatibleGuardError
+from ..io import atomic_dir, atomic_write_json
+from ..models import ModelFingerprint, fingerprint
 from .tokens import TokenSelection
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Guard", "GuardDecision", "Target"]

@@ -19,16 +19,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from .errors import EcoUnlearnError
+from ..errors import SearchError
 
 __all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "zeroth_order"]
 
 Evaluate = Callable[[float], float]
 Progress = Callable[[str, int, int], None]
 
-
-class SearchError(EcoUnlearnError):
-    """Bad search settings (range, budget)."""
 
 
 @dataclass

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from .errors import EcoUnlearnError
-from .items import PromptItem
-from .metrics import answer_probability, contains_answer, forget_quality, rouge_l_recall, truth_ratio
+from ..errors import ObjectiveError
+from ..data.items import PromptItem
+from ..metrics import answer_probability, contains_answer, forget_quality, rouge_l_recall, truth_ratio
 
 if TYPE_CHECKING:
-    from .guarded import GuardedModel
+    from ..runtime.guarded import GuardedModel
 
 __all__ = [
     "OBJECTIVES",
@@ -32,9 +32,6 @@ __all__ = [
     "register_objective",
 ]
 
-
-class ObjectiveError(EcoUnlearnError):
-    """An objective cannot be built or evaluated from what it was given."""
 
 
 @dataclass

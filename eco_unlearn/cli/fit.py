@@ -1,0 +1,98 @@
+"""``eco-unlearn fit`` and ``eco-unlearn demo``: fit a guard offline and save it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import options as opt
+from .console import err, errors, load, out, progress
+from .render import before_after_table, fit_report
+
+
+def fit(
+    forget: Path = typer.Option(..., "--forget", help="Prompts to forget: JSON Lines or plain text, one a line."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the guard to."),
+    retain: Optional[Path] = typer.Option(None, "--retain", help="Prompts to keep answering (hard negatives)."),
+    general: str = typer.Option("builtin", "--general", help="Everyday prompts as negatives: a file, 'builtin' or 'none'."),
+    model: str = opt.MODEL,
+    name: str = typer.Option("forget", "--name", help="The target's name."),
+    entities: Optional[str] = typer.Option(None, "--entities", help="Names of the forget scope, comma-separated, or @FILE with one a line."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="choice_accuracy, answer_recall or match_reference (default: from the data)."),
+    target: Optional[float] = typer.Option(None, "--target", help="The objective's target (default: the objective's own)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="match_reference: items the model never saw, scored unguarded as the reference."),
+    statistic: str = typer.Option("truth_ratio", "--statistic", help="match_reference: answer_prob or truth_ratio."),
+    corruption: str = typer.Option("gaussian_first_n", "--corruption", help="A registered corruption."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="A fixed strength instead of a search."),
+    search: str = typer.Option("auto", "--search", help="auto, bisection, zeroth_order or grid."),
+    budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the search may make."),
+    alpha: float = typer.Option(0.01, "--alpha", help="False-positive bound of the threshold."),
+    classifier_mode: opt.ClassifierMode = typer.Option("linear", "--classifier", help="linear (frozen encoder) or finetune."),
+    backbone: str = typer.Option("minilm", "--backbone", help="Encoder: 'minilm', a local folder or a hub id."),
+    chat: Optional[bool] = opt.CHAT,
+    seed: int = opt.SEED,
+    report_path: Optional[Path] = typer.Option(None, "--report", help="Also write the report as JSON here."),
+    dtype: str = opt.DTYPE,
+    device: str = opt.DEVICE,
+) -> None:
+    """Fit a guard: train the prompt classifier, calibrate its threshold, search the corruption strength."""
+    from ..data import read_items
+    from ..fitting import default_classifier, fit_guard
+    from ..io import atomic_write_json
+
+    with errors():
+        names = opt.entities(entities)
+        forget_items = read_items(forget, name="forget set")  # bad files fail before the model loads
+        retain_items = read_items(retain, name="retain set") if retain is not None else []
+        general_items = general if general in ("builtin", "none") else read_items(general, name="general set")
+        lm, tokenizer = load(model, dtype, device)
+        classifier = default_classifier(names, backbone=backbone, mode=opt.ClassifierMode(classifier_mode).value, seed=seed)
+        options: dict[str, Any] = {} if target is None else {"target": target}
+        if objective == "match_reference":
+            if reference is None:
+                raise typer.BadParameter("match_reference needs --reference FILE (items the model never saw)")
+            options.update(statistic=statistic, reference_items=read_items(reference, name="reference set"))
+        with progress("fitting") as report_progress:
+            result = fit_guard(
+                lm, tokenizer, forget_items, retain_items, general=None if general == "none" else general_items, name=name,
+                entities=names, classifier=classifier, alpha=alpha, objective=objective, objective_options=options,
+                corruption=corruption, strength=strength, search=search, budget=budget, chat=chat, seed=seed,
+                progress=report_progress,
+            )
+        result.guard.save(out_dir)
+        if report_path is not None:
+            atomic_write_json(report_path, result.report.to_dict())
+        fit_report(result.report)
+        out.print(f"guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
+
+
+def demo(
+    model: str = opt.MODEL,
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save the guard (default: the cache, for `generate --guard demo`)."),
+    max_new_tokens: int = typer.Option(40, "--max-new-tokens", "-n", min=1),
+    seed: int = opt.SEED,
+    report_path: Optional[Path] = typer.Option(None, "--report", help="Also write the fit report as JSON here."),
+) -> None:
+    """Fit a guard that makes the model forget Harry Potter, then show answers before and after."""
+    from ..demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, demo_guard_path, fit_demo_guard
+    from ..io import atomic_write_json
+    from ..runtime import GuardedModel
+
+    with errors():
+        lm, tokenizer = load(model, "float32", "cpu")
+        with progress("fitting the demo guard") as report_progress:
+            result = fit_demo_guard(lm, tokenizer, seed=seed, progress=report_progress)
+        path = out_dir or demo_guard_path(model)
+        result.guard.save(path)
+        if report_path is not None:
+            atomic_write_json(report_path, result.report.to_dict())
+        fit_report(result.report)
+        prompts = list(DEMO_FORGET_PROMPTS + DEMO_CLEAN_PROMPTS)
+        with err.status(f"Answering {len(prompts)} prompts with and without the guard"):
+            guarded = GuardedModel(lm, tokenizer, result.guard)
+            after, decisions = guarded.generate(prompts, chat=True, max_new_tokens=max_new_tokens, return_decisions=True)
+            before = GuardedModel(lm, tokenizer).generate(prompts, chat=True, max_new_tokens=max_new_tokens)
+        before_after_table(prompts, before, after, decisions)
+        out.print(f"guard written to {path}; try: eco-unlearn generate --guard {'demo' if out_dir is None else path} \"your prompt\"")

@@ -1,0 +1,160 @@
+"""``eco-unlearn tofu ...``: fine-tune TOFU target and retain models, fit ECO, score with the published metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import options as opt
+from .console import errors, out, progress, quiet_transformers
+from .render import tofu_checks, tofu_models_table, tofu_sweep_table, tofu_table
+
+app = typer.Typer(help="TOFU: fine-tune target and retain models, fit ECO, score with the published metrics.",
+                  no_args_is_help=True)
+
+PRESET = typer.Option("mini", "--preset", help="mini, forget01, forget05 or forget10.")
+BASE_MODEL = typer.Option("smollm2", "--model", "-m", help="Base model: embedded default, local folder or hub id.")
+AUTHORS = typer.Option(None, "--authors", min=1, help="Retain authors to keep (overrides the preset).")
+
+
+def _finetune_config(epochs: Optional[int], learning_rate: Optional[float], batch_size: Optional[int]):
+    from dataclasses import replace
+
+    from ..bench.tofu.run import DEFAULT_FINETUNE
+
+    given = {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size}
+    return replace(DEFAULT_FINETUNE, **{k: v for k, v in given.items() if v is not None})
+
+
+@app.command("prepare")
+def prepare(
+    model: str = BASE_MODEL,
+    preset: str = typer.Option("mini", "--preset", "--split", help="mini, forget01, forget05 or forget10."),
+    data_dir: Optional[Path] = opt.DATA_DIR,
+    authors: Optional[int] = AUTHORS,
+    epochs: Optional[int] = opt.EPOCHS,
+    learning_rate: Optional[float] = opt.LEARNING_RATE,
+    batch_size: Optional[int] = opt.BATCH_SIZE,
+    parallel: bool = opt.PARALLEL,
+) -> None:
+    """Fine-tune the target (all training authors) and retain (no forget authors) models, or reuse cached ones."""
+    from ..bench.tofu import TofuRunConfig, load_splits, prepare_models
+
+    quiet_transformers()
+    with errors():
+        config = TofuRunConfig(preset=preset, model=model, authors=authors)
+        splits = load_splits(config.resolved_preset(), data_dir)
+        with progress("preparing") as report_progress:
+            prepared = prepare_models(splits, model, _finetune_config(epochs, learning_rate, batch_size),
+                                      parallel=parallel, progress=report_progress)
+        tofu_models_table(f"TOFU {splits.preset.name} models from {model}", prepared)
+
+
+@app.command("eval")
+def evaluate(
+    model: str = typer.Option(..., "--model", "-m", help="Model folder (e.g. a prepared target), embedded default or hub id."),
+    guard: Optional[Path] = typer.Option(None, "--guard", "-g", help="Guard folder; without it the model is scored bare."),
+    preset: str = typer.Option("mini", "--preset", help="Which questions to score: mini, forget01, forget05 or forget10."),
+    data_dir: Optional[Path] = opt.DATA_DIR,
+    reference: Optional[Path] = typer.Option(None, "--reference", help="The retain model's evaluation JSON (for forget quality)."),
+    authors: Optional[int] = typer.Option(None, "--authors", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the per-question JSON here."),
+) -> None:
+    """Score a model, guarded or not, with TOFU's published metrics."""
+    from ..bench.tofu import TofuEvalConfig, TofuRunConfig, evaluate_model, load_splits
+    from ..io import atomic_write_json
+
+    quiet_transformers()
+    with errors():
+        splits = load_splits(TofuRunConfig(preset=preset, authors=authors).resolved_preset(), data_dir)
+        with progress("evaluating") as report_progress:
+            evaluation = evaluate_model(
+                model, splits, guard=str(guard) if guard else None, reference=str(reference) if reference else None,
+                config=TofuEvalConfig(max_new_tokens=max_new_tokens), limit=limit, progress=report_progress,
+            )
+        if output is not None:
+            atomic_write_json(output, evaluation.to_dict())
+        tofu_table({evaluation.model: evaluation.summary}, f"TOFU {splits.preset.name}")
+        if output is not None:
+            out.print(f"per-question values written to {output}")
+
+
+@app.command("run")
+def run(
+    preset: str = PRESET,
+    model: str = BASE_MODEL,
+    data_dir: Optional[Path] = opt.DATA_DIR,
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/tofu-PRESET)."),
+    authors: Optional[int] = AUTHORS,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
+    epochs: Optional[int] = opt.EPOCHS,
+    learning_rate: Optional[float] = opt.LEARNING_RATE,
+    batch_size: Optional[int] = opt.BATCH_SIZE,
+    budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the strength search may make."),
+    tokens: str = typer.Option("entities", "--tokens", help="Tokens ECO corrupts: entities (all_but_last where none, or everywhere if entities cannot reach the objective) or all_but_last."),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
+    seed: int = opt.SEED,
+    parallel: bool = opt.PARALLEL,
+) -> None:
+    """The whole TOFU protocol: prepare the models, evaluate retain and target, fit ECO, evaluate it, report."""
+    from ..bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, run_tofu
+
+    quiet_transformers()
+    with errors():
+        config = TofuRunConfig(
+            preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
+            output=str(output or opt.results_path(f"tofu-{preset}")), authors=authors, limit=limit,
+            finetune=_finetune_config(epochs, learning_rate, batch_size),
+            evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens), eco=EcoTofuConfig(tokens=tokens, budget=budget, seed=seed),
+            parallel=parallel,
+        )
+        with progress("TOFU") as report_progress:
+            report = run_tofu(config, report_progress)
+        tofu_table(report.summaries, f"TOFU {report.config['preset']['name']}, {model}")
+        tofu_checks(report.checks)
+        out.print(f"{report.seconds['total'] / 60:.1f} min; report, per-question JSON, guard and plot in {config.output}")
+
+
+@app.command("sweep")
+def sweep(
+    strengths: str = typer.Option("0,3,10,30,50,100,200,300", "--strengths", help="Comma-separated noise strengths to score."),
+    preset: str = PRESET,
+    model: str = BASE_MODEL,
+    data_dir: Optional[Path] = opt.DATA_DIR,
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/tofu-PRESET-sweep)."),
+    authors: Optional[int] = AUTHORS,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score the retain model on only the first N questions of each set (smoke runs)."),
+    epochs: Optional[int] = opt.EPOCHS,
+    learning_rate: Optional[float] = opt.LEARNING_RATE,
+    batch_size: Optional[int] = opt.BATCH_SIZE,
+    tokens: str = typer.Option("entities", "--tokens", help="entities (then all_but_last, as the fit tries them) or one token selection."),
+    seed: int = opt.SEED,
+    parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train target and retain side by side if not cached."),
+) -> None:
+    """Forget quality and the fit's surrogate at each strength: does the surrogate peak where forget quality does?"""
+    from ..bench.tofu import EcoTofuConfig, TofuRunConfig, run_tofu_sweep
+
+    quiet_transformers()
+    with errors():
+        try:
+            values = [float(v) for v in strengths.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"--strengths must be comma-separated numbers, not {strengths!r}") from None
+        config = TofuRunConfig(
+            preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
+            output=str(output or opt.results_path(f"tofu-{preset}-sweep")), authors=authors, limit=limit,
+            finetune=_finetune_config(epochs, learning_rate, batch_size), eco=EcoTofuConfig(tokens=tokens, seed=seed),
+            parallel=parallel,
+        )
+        with progress("TOFU sweep") as report_progress:
+            report = run_tofu_sweep(config, values, report_progress)
+        tofu_sweep_table(report, model)
+        low, high = report.sweep.search_range
+        out.print(
+            f"surrogate: {report.sweep.surrogate_items} holdout questions; the fit searches σ in [{low:.3g}, {high:.3g}]. "
+            f"{report.seconds / 60:.1f} min; sweep.json and sweep.png in {config.output}"
+        )

@@ -1,0 +1,157 @@
+"""fit_classifier: split the prompts, train the classifier, calibrate its threshold, measure it held out.
+
+Forget prompts are split into train and test; negatives (retain and general prompts) into train,
+calibration and test, so that no prompt that measures the classifier was used to fit or calibrate it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..classifier import (
+    AnyOfClassifier,
+    EncoderClassifier,
+    KeywordClassifier,
+    PromptClassifier,
+    conformal_threshold,
+    error_rates,
+)
+from ..classifier.calibration import CalibrationError, conformal_rank, min_calibration_size
+from ..classifier.text import as_phrases
+from ..data.items import ItemsError, PromptItem, find_overlap, general_prompts, normalize_prompt, read_items
+
+__all__ = ["ClassifierFit", "ItemSource", "Progress", "default_classifier", "fit_classifier", "read_optional"]
+
+Progress = Callable[[str, int, int], None]
+ItemSource = Any  # a path, or an iterable of PromptItem / str / dict
+
+def _dedupe(items: Sequence[PromptItem]) -> list[PromptItem]:
+    seen, out = set(), []
+    for item in items:
+        key = normalize_prompt(item.prompt)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _split(n: int, fractions: Sequence[float], rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    cuts = np.floor(np.cumsum(fractions)[:-1] * n).astype(int)
+    return np.split(order, cuts)
+
+
+def default_classifier(entities: Sequence[str] = (), **options: Any) -> PromptClassifier:
+    """An unfitted ``EncoderClassifier(**options)``, next to exact matches of ``entities`` if any."""
+    classifier = EncoderClassifier(**options)
+    return AnyOfClassifier([KeywordClassifier(entities), classifier]) if entities else classifier
+
+
+@dataclass
+class ClassifierFit:
+    """A fitted classifier with its calibrated threshold and what was measured on held-out prompts."""
+
+    classifier: PromptClassifier
+    threshold: float
+    calibration: dict[str, Any]
+    held_out: dict[str, Any]
+    splits: dict[str, int]
+    positives: list[PromptItem]
+    entities: tuple[str, ...] = ()
+
+
+def fit_classifier(
+    forget: ItemSource,
+    retain: ItemSource = (),
+    *,
+    general: ItemSource | None = "builtin",
+    entities: str | Sequence[str] = (),
+    classifier: PromptClassifier | None = None,
+    alpha: float = 0.01,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> ClassifierFit:
+    """The classifier half of ``fit_guard``: split, train, calibrate at ``alpha``, measure held-out rates.
+
+    Forget prompts are split into train and test; negatives (retain and general) into train,
+    calibration and test, so no prompt that measures the classifier was used to fit or calibrate it.
+    """
+    note = progress or (lambda what, done, total: None)
+    if not 0 < test_fraction < 1:
+        raise ItemsError(f"test_fraction must lie in (0, 1), not {test_fraction!r}")
+    forget_items = read_items(forget, name="forget set")
+    retain_items = read_optional(retain, "retain set")
+    general_items = general_prompts() if general == "builtin" else read_optional(general, "general set")
+    overlap = find_overlap(forget_items, retain_items)
+    if overlap:
+        shown = "\n  ".join(f"{a.source or '?'} = {b.source or '?'}: {a.prompt!r}" for a, b in overlap[:20])
+        raise ItemsError(f"{len(overlap)} prompt(s) are in both the forget and the retain set:\n  {shown}")
+    forget_keys = {normalize_prompt(i.prompt) for i in forget_items}
+    general_items = [i for i in general_items if normalize_prompt(i.prompt) not in forget_keys]
+    positives = _dedupe(forget_items)
+    negatives = _dedupe(retain_items + general_items)
+    if len(positives) < 2:
+        raise ItemsError("the forget set needs at least 2 distinct prompts (one to train on, one to test with)")
+    rng = np.random.default_rng(seed)
+    pos_train, pos_test = _split(len(positives), (1 - test_fraction, test_fraction), rng)
+    needed = min_calibration_size(alpha)
+    cal_fraction = max(0.25, needed / max(len(negatives), 1))
+    if len(negatives) < needed * 2 or cal_fraction > 0.4:
+        raise CalibrationError(
+            f"calibrating at alpha={alpha:g} needs at least {needed} held-out negatives, about {math.ceil(needed / 0.25)} "
+            f"retain and general prompts in all; there are {len(negatives)}. Add retain or general prompts, or raise alpha"
+        )
+    neg_test_fraction = test_fraction * (1 - cal_fraction)
+    neg_train, neg_cal, neg_test = _split(len(negatives), (1 - cal_fraction - neg_test_fraction, cal_fraction, neg_test_fraction), rng)
+    texts = lambda items, idx: [items[i].prompt for i in idx]  # noqa: E731
+    retain_keys = {normalize_prompt(i.prompt) for i in retain_items}
+    is_retain = np.array([normalize_prompt(i.prompt) in retain_keys for i in negatives], dtype=bool)
+    splits = {
+        "forget_train": len(pos_train), "forget_test": len(pos_test), "negative_train": len(neg_train),
+        "negative_calibration": len(neg_cal), "negative_test": len(neg_test),
+        "retain": len(retain_items), "general": len(general_items),
+    }
+    entities = tuple(e for e in as_phrases(entities) if e.strip())
+    classifier = classifier or default_classifier(entities)
+    note("training the classifier", 0, 3)
+    if hasattr(classifier, "fit"):  # a keyword or constant classifier has nothing to learn
+        classifier.fit(
+            texts(positives, pos_train),
+            texts(negatives, neg_train[is_retain[neg_train]]),
+            extra_negatives=texts(negatives, neg_train[~is_retain[neg_train]]),
+        )
+    note("calibrating the threshold", 1, 3)
+    cal_scores = classifier.predict_proba(texts(negatives, neg_cal))
+    threshold = conformal_threshold(cal_scores, alpha)
+    note("measuring held-out error rates", 2, 3)
+    test_pos, test_neg = texts(positives, pos_test), texts(negatives, neg_test)
+    neg_scores = classifier.predict_proba(test_neg)
+    rates = error_rates(
+        classifier.predict_proba(test_pos), neg_scores, threshold, positive_texts=test_pos, negative_texts=test_neg
+    )
+    retain_scores = neg_scores[is_retain[neg_test]]
+    held_out = {
+        **rates.to_dict(),
+        "fpr_retain": float(np.mean(retain_scores >= threshold)) if retain_scores.size else None,
+        "retain_negatives": int(retain_scores.size),
+    }
+    calibration = {
+        "method": "split-conformal", "alpha": alpha, "threshold": threshold, "calibration_negatives": len(neg_cal),
+        "quantile_rank": conformal_rank(len(neg_cal), alpha),
+        "held_out_fpr": rates.fpr, "held_out_fnr": rates.fnr,
+        "held_out_false_positives": rates.false_positives, "held_out_negatives": rates.negatives,
+        "held_out_false_negatives": rates.false_negatives, "held_out_positives": rates.positives,
+    }
+    note("classifier ready", 3, 3)
+    return ClassifierFit(classifier, threshold, calibration, held_out, splits, positives, entities)
+
+
+def read_optional(source: ItemSource, name: str) -> list[PromptItem]:
+    if source is None or (isinstance(source, (list, tuple)) and not source):
+        return []
+    return read_items(source, name=name)

@@ -1,0 +1,17 @@
+"""The per-prompt runtime: render a prompt, let the guard decide, select tokens, corrupt their embeddings.
+
+``GuardedModel`` wraps any causal LM; ``Guard`` (targets: classifier, threshold, token selection,
+corruption) is the artifact it applies. Everything here runs per request; nothing here trains.
+"""
+
+from .corruption import CORRUPTIONS, Corruption, CorruptionSpec, apply_corruption, get_corruption, register_corruption
+from .guard import Guard, GuardDecision, Target
+from .guarded import GuardedModel, PrefillInputs
+from .prompts import PromptInput, RenderedPrompt, render_prompts
+from .tokens import SELECTION_STRATEGIES, TokenSelection
+
+__all__ = [
+    "CORRUPTIONS", "SELECTION_STRATEGIES", "Corruption", "CorruptionSpec", "Guard", "GuardDecision", "GuardedModel",
+    "PrefillInputs", "PromptInput", "RenderedPrompt", "Target", "TokenSelection", "apply_corruption",
+    "get_corruption", "register_corruption", "render_prompts",
+]
