@@ -22,7 +22,7 @@ from ...demo import DEMO_ENTITIES, demo_data
 from ...fitting import default_classifier, fit_classifier
 from ...data.items import general_prompts
 from ..environment import environment
-from ..results import SavedReport
+from ..saving import SavedReport
 
 __all__ = ["ClassifierBenchConfig", "run_classifier_bench"]
 

@@ -25,7 +25,7 @@ from ...demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
 from ...errors import EcoUnlearnError
 from ...models import fingerprint, load_model
 from ..environment import environment
-from ..results import SavedReport
+from ..saving import SavedReport
 
 __all__ = ["MODES", "ServeBenchConfig", "ServeBenchReport", "ServeBenchRow", "run_serve_bench"]
 

@@ -29,7 +29,7 @@ from ...demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
 from ...runtime.guarded import GuardedModel
 from ...models import fingerprint, load_model
 from ..environment import environment
-from ..results import SavedReport
+from ..saving import SavedReport
 
 __all__ = ["OverheadConfig", "OverheadReport", "OverheadRow", "run_overhead"]
 

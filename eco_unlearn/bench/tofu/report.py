@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..results import png_figure
+from ..saving import png_figure
 
 __all__ = ["COLUMNS", "FLOORS", "check_floors", "plot_tradeoff", "summary_rows"]
 

@@ -24,7 +24,7 @@ from ...metrics import forget_quality
 from ...models import fingerprint, load_model
 from ...fitting.search import SearchError
 from ..environment import environment
-from ..results import SavedReport, png_figure
+from ..saving import SavedReport, png_figure
 from .data import TofuSplits, load_splits
 from .eco import EcoTofuConfig, strength_range, surrogate_objective, token_candidates
 from .run import TofuRunConfig, _bare_evaluations, _config_dict, prepare_models
