@@ -19,12 +19,26 @@ from .classifier import (
 )
 from .runtime.corruption import CORRUPTIONS, CorruptionSpec, register_corruption
 from .errors import (
+    CalibrationError,
+    ClassifierError,
     CorruptionError,
     EcoUnlearnError,
+    FinetuneError,
     GuardError,
     IncompatibleGuardError,
+    InputError,
+    ItemsError,
+    MetricError,
     ModelError,
+    ObjectiveError,
+    ParallelError,
     PromptError,
+    RegistryError,
+    RunFailure,
+    SearchError,
+    ServeConfigError,
+    ServerError,
+    TofuDataError,
 )
 from .fitting import FitReport, FitResult, fit_classifier, fit_guard
 from .runtime.guard import Guard, GuardDecision, Target
@@ -74,4 +88,18 @@ __all__ = [
     "load_model",
     "register_classifier",
     "register_corruption",
+    "CalibrationError",
+    "ClassifierError",
+    "FinetuneError",
+    "InputError",
+    "ItemsError",
+    "MetricError",
+    "ObjectiveError",
+    "ParallelError",
+    "RegistryError",
+    "RunFailure",
+    "SearchError",
+    "ServeConfigError",
+    "ServerError",
+    "TofuDataError",
 ]

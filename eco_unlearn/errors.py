@@ -7,8 +7,9 @@ Both derive from ``EcoUnlearnError``, so ``except EcoUnlearnError`` catches ever
 
 __all__ = [
     "CalibrationError", "ClassifierError", "CorruptionError", "EcoUnlearnError", "FinetuneError", "GuardError",
-    "IncompatibleGuardError", "InputError", "ItemsError", "ModelError", "ObjectiveError", "ParallelError",
-    "PromptError", "RegistryError", "RunFailure", "SearchError", "TofuDataError",
+    "IncompatibleGuardError", "InputError", "ItemsError", "MetricError", "ModelError", "ObjectiveError",
+    "ParallelError", "PromptError", "RegistryError", "RunFailure", "SearchError", "ServeConfigError",
+    "ServerError", "TofuDataError",
 ]
 
 
@@ -72,9 +73,21 @@ class FinetuneError(InputError):
     """Fine-tuning cannot run with these inputs."""
 
 
+class MetricError(InputError):
+    """A metric cannot be computed from what it was given (an answer without tokens, no values)."""
+
+
 class TofuDataError(InputError):
     """A TOFU split is missing or malformed."""
 
 
+class ServeConfigError(InputError):
+    """Bad settings of the server (``ServeConfig``, the backend) or of its load benchmark."""
+
+
 class ParallelError(RunFailure):
-    """A worker process died without reporting a result."""
+    """A worker process died without reporting a result, or raised an exception that cannot be sent back."""
+
+
+class ServerError(RunFailure):
+    """The server did not start, or a part of it was used before it started."""

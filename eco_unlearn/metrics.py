@@ -17,6 +17,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from .errors import MetricError
+
 __all__ = [
     "answer_probability",
     "contains_answer",
@@ -36,7 +38,7 @@ def mean_nll(logprobs: Sequence[float]) -> float:
     """Average negative log-likelihood per token of one answer (TOFU's ``avg_loss``)."""
     values = np.asarray(logprobs, dtype=np.float64)
     if values.size == 0:
-        raise ValueError("an answer needs at least one token to score")
+        raise MetricError("an answer needs at least one token to score")
     return float(-values.mean())
 
 
@@ -52,7 +54,7 @@ def truth_ratio(paraphrased_logprobs: Sequence[float], perturbed_logprobs: Seque
     Near 1 the model cannot tell a true answer from false ones; well below 1 it knows the true one.
     """
     if not perturbed_logprobs:
-        raise ValueError("the truth ratio needs at least one perturbed answer")
+        raise MetricError("the truth ratio needs at least one perturbed answer")
     wrong = float(np.mean([mean_nll(p) for p in perturbed_logprobs]))
     return math.exp(mean_nll(paraphrased_logprobs) - wrong)
 
@@ -61,7 +63,7 @@ def forget_quality(truth_ratios: Sequence[float], retain_truth_ratios: Sequence[
     """TOFU forget quality: the two-sample Kolmogorov-Smirnov p-value between a model's forget-set truth
     ratios and those of a model never trained on the forget set. High means indistinguishable."""
     if len(truth_ratios) == 0 or len(retain_truth_ratios) == 0:
-        raise ValueError("forget quality needs truth ratios from both models")
+        raise MetricError("forget quality needs truth ratios from both models")
     return float(stats.ks_2samp(truth_ratios, retain_truth_ratios).pvalue)
 
 
@@ -69,7 +71,7 @@ def harmonic_mean(values: Sequence[float]) -> float:
     """Harmonic mean (TOFU model utility over its nine numbers); 0 when any value is 0."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0 or (values < 0).any():
-        raise ValueError("the harmonic mean needs at least one value, none negative")
+        raise MetricError("the harmonic mean needs at least one value, none negative")
     return 0.0 if (values == 0).any() else float(stats.hmean(values))
 
 

@@ -35,7 +35,7 @@ def _picklable(exc: BaseException) -> BaseException:
         pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:  # noqa: BLE001 - any exception that cannot cross the process boundary
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        return ParallelError(f"{type(exc).__name__}: {exc}")
 
 
 def _worker(key: str, job: Job, events: Any, threads: int) -> None:

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from .backbone import TextEncoder
-from ..errors import GuardError, ModelError
+from ..errors import ClassifierError, GuardError, ModelError
 from .base import register_classifier
+from ..validation import number
 
 __all__ = ["EncoderClassifier"]
 
@@ -36,7 +37,7 @@ def _check_texts(texts: Sequence[str], what: str) -> list[str]:
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
-        raise GuardError(f"{what}: text(s) at position(s) {', '.join(map(str, bad[:10]))} are empty or not strings")
+        raise ClassifierError(f"{what}: text(s) at position(s) {', '.join(map(str, bad[:10]))} are empty or not strings")
     return texts
 
 
@@ -72,11 +73,11 @@ class EncoderClassifier:
         _encoder: TextEncoder | None = None,
     ) -> None:
         if mode not in MODES:
-            raise GuardError(f"unknown classifier mode {mode!r}; choose {' or '.join(MODES)}")
-        if C is not None and not C > 0:
-            raise GuardError(f"C must be positive, not {C!r}")
-        if not 0 < validation_fraction < 1:
-            raise GuardError(f"validation_fraction must lie in (0, 1), not {validation_fraction!r}")
+            raise ClassifierError(f"unknown classifier mode {mode!r}; choose {' or '.join(MODES)}")
+        if C is not None:
+            number(C, "C", low=0, low_open=True, error=ClassifierError)
+        number(validation_fraction, "validation_fraction", low=0, high=1, low_open=True, high_open=True,
+               error=ClassifierError)
         self.mode, self.C, self.seed = mode, C, seed
         self.epochs, self.learning_rate, self.patience = epochs, learning_rate, patience
         self.validation_fraction = validation_fraction
@@ -103,9 +104,9 @@ class EncoderClassifier:
         positives = _check_texts(forget_texts, "forget texts")
         negatives = _check_texts(retain_texts, "retain texts") + _check_texts(extra_negatives, "extra negatives")
         if not positives:
-            raise GuardError("the forget set is empty: give at least one prompt to forget")
+            raise ClassifierError("the forget set is empty: give at least one prompt to forget")
         if not negatives:
-            raise GuardError("there are no negatives: give retain prompts or general prompts")
+            raise ClassifierError("there are no negatives: give retain prompts or general prompts")
         texts = positives + negatives
         labels = np.array([1] * len(positives) + [0] * len(negatives), dtype=np.int64)
         if self.mode == "linear":
@@ -221,7 +222,7 @@ class EncoderClassifier:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probability that each text is in the forget scope (the highest over its windows)."""
         if self.head is None:
-            raise GuardError("this classifier is not fitted yet; call fit() first")
+            raise ClassifierError("this classifier is not fitted yet; call fit() first")
         texts = list(texts)
         if not texts:
             return np.zeros(0, dtype=np.float64)
@@ -254,7 +255,7 @@ class EncoderClassifier:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         if self.head is None:
-            raise GuardError("cannot save an unfitted classifier; call fit() first")
+            raise ClassifierError("cannot save an unfitted classifier; call fit() first")
         tensors = {f"head.{k}": v for k, v in self.head.state_dict().items()}
         if self.mode == "finetune":
             tensors.update({f"encoder.{k}": v for k, v in self.encoder.model.state_dict().items()})

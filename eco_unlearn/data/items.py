@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..errors import ItemsError
+from ..validation import is_integer
 
 __all__ = ["ItemsError", "PromptItem", "find_overlap", "general_prompts", "normalize_prompt", "read_items"]
 
@@ -41,7 +42,7 @@ class PromptItem:
         if self.choices is not None:
             if len(self.choices) < 2 or not all(isinstance(c, str) and c.strip() for c in self.choices):
                 raise ItemsError(f"{where}'choices' must be a list of at least two non-empty strings")
-            if self.answer_index is None or not 0 <= self.answer_index < len(self.choices):
+            if not is_integer(self.answer_index) or not 0 <= self.answer_index < len(self.choices):
                 raise ItemsError(f"{where}'answer_index' must index 'choices' (0 to {len(self.choices) - 1})")
         elif self.answer_index is not None:
             raise ItemsError(f"{where}'answer_index' needs 'choices'")
@@ -59,7 +60,7 @@ class PromptItem:
         index = data.get("answer_index", data.get("label") if choices is not None else None)
         if choices is not None and not isinstance(choices, list):
             raise ItemsError(f"{where}'choices' must be a list")
-        if isinstance(answer, int) and not isinstance(answer, bool) and choices is not None and index is None:
+        if is_integer(answer) and choices is not None and index is None:
             index, answer = answer, None  # MMLU: the answer is the index of the right choice
         if choices is not None and answer is None and isinstance(index, int) and 0 <= index < len(choices):
             answer = choices[index]
@@ -68,7 +69,7 @@ class PromptItem:
         for name, value in (("prompt", prompt), ("answer", answer), ("paraphrased_answer", data.get("paraphrased_answer"))):
             if value is not None and not isinstance(value, str):
                 raise ItemsError(f"{where}'{name}' must be a string, not {type(value).__name__}")
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+        if index is not None and not is_integer(index):
             raise ItemsError(f"{where}'answer_index' must be an integer")
         if not isinstance(perturbed, (list, tuple)) or not all(isinstance(p, str) for p in perturbed):
             raise ItemsError(f"{where}'perturbed_answer' must be a list of strings")

@@ -15,6 +15,7 @@ import re
 from dataclasses import replace
 from typing import Callable, Sequence
 
+from ..errors import ItemsError
 from .items import PromptItem
 
 __all__ = ["FACT_PATTERNS", "fact_spans", "perturb_answers"]
@@ -88,7 +89,7 @@ def perturb_answers(
     answer has no fact outside its question gets no perturbed answers (objectives that need them skip it).
     """
     if n < 1 or candidates < 1:
-        raise ValueError("perturb_answers needs n >= 1 and candidates >= 1")
+        raise ItemsError("perturb_answers needs n >= 1 and candidates >= 1")
     rng = random.Random(seed)
     facts: dict[str, set[str]] = {}
     for item in [*items, *pool]:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from ..errors import CorruptionError
+from ..validation import is_integer, is_number
 
 __all__ = [
     "CORRUPTIONS",
@@ -44,10 +45,6 @@ class CorruptionFn(Protocol):
     def __call__(
         self, embeds: torch.Tensor, mask: torch.Tensor, strength: float, generator: torch.Generator, **params: Any
     ) -> torch.Tensor: ...
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class Corruption:
         low, high = self.strength_range
         if high == HIDDEN_SIZE:
             high = float(hidden_size) if hidden_size is not None else math.inf
-        if not (_is_number(strength) and low <= strength <= high):
+        if not (is_number(strength) and low <= strength <= high):
             raise CorruptionError(
                 f"strength {strength!r} is out of range for corruption {self.name!r}: "
                 f"{self.strength_meaning} must lie in [{low:g}, {high:g}]"
@@ -87,9 +84,9 @@ class Corruption:
             if isinstance(default, bool):
                 ok, expected = isinstance(value, bool), "true or false"
             elif isinstance(default, float):
-                ok, expected = _is_number(value), "a finite number"
+                ok, expected = is_number(value), "a finite number"
             elif default is None or isinstance(default, int):
-                is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+                is_count = is_integer(value) and value >= 0
                 ok, expected = is_count or (value is None and default is None), "a non-negative integer"
             else:
                 ok, expected = True, ""
@@ -271,7 +268,7 @@ class CorruptionSpec:
         params, strength = data.get("params", {}), data["strength"]
         if not isinstance(params, dict):
             raise CorruptionError(f"corruption 'params' must be an object, not {type(params).__name__}")
-        if not _is_number(strength):
+        if not is_number(strength):
             raise CorruptionError(f"corruption strength must be a finite number, not {strength!r}")
         return cls(name=data["name"], strength=float(strength), params=dict(params))
 

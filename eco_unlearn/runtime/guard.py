@@ -20,6 +20,7 @@ from ..errors import GuardError, IncompatibleGuardError
 from ..io import atomic_dir, atomic_write_json
 from ..models import ModelFingerprint, fingerprint
 from .tokens import TokenSelection
+from ..validation import integer, is_number
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Guard", "GuardDecision", "Target"]
 
@@ -41,7 +42,7 @@ class Target:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise GuardError("a target needs a non-empty name")
-        if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
+        if not (is_number(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise GuardError(f"target {self.name!r}: threshold {self.threshold!r} must lie in [0, 1]")
         if not isinstance(self.corruption, CorruptionSpec):
             raise GuardError(f"target {self.name!r}: corruption must be a CorruptionSpec")
@@ -86,8 +87,8 @@ class Guard:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise GuardError(f"target names must be unique; repeated: {', '.join(duplicates)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63:
-            raise GuardError(f"the guard seed must be a 64-bit signed integer, not {self.seed!r}")
+        integer(self.seed, "the guard seed", minimum=-(2**63), maximum=2**63 - 1, error=GuardError,
+                what="a 64-bit signed integer")
 
     def target(self, name: str) -> Target:
         for target in self.targets:

@@ -21,6 +21,7 @@ from ..errors import PromptError
 from .guard import Guard, GuardDecision
 from ..models import context_length
 from .prompts import PromptInput, RenderedPrompt, render_prompts
+from ..validation import integer, number
 
 __all__ = ["GuardedModel", "PrefillInputs", "check_generation_args"]
 
@@ -58,12 +59,9 @@ class PrefillInputs:
 
 def check_generation_args(max_new_tokens: int, temperature: float, top_p: float) -> None:
     """Raise ``PromptError`` for generation settings no model can honour."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise PromptError(f"max_new_tokens must be a positive integer, not {max_new_tokens!r}")
-    if not temperature >= 0:
-        raise PromptError(f"temperature must be >= 0, not {temperature!r}")
-    if not 0 < top_p <= 1:
-        raise PromptError(f"top_p must lie in (0, 1], not {top_p!r}")
+    integer(max_new_tokens, "max_new_tokens", minimum=1, error=PromptError)
+    number(temperature, "temperature", low=0, error=PromptError)
+    number(top_p, "top_p", low=0, high=1, low_open=True, error=PromptError)
 
 
 class GuardedModel:
@@ -207,8 +205,7 @@ class GuardedModel:
 
     @staticmethod
     def _chunks(items: Sequence[Any], batch_size: int) -> list[Sequence[Any]]:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise PromptError(f"batch_size must be a positive integer, not {batch_size!r}")
+        integer(batch_size, "batch_size", minimum=1, error=PromptError)
         return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
 
     # ----------------------------------------------------------------------------------- public API

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable
 
+from ..errors import ServerError
+
 __all__ = ["Job", "MicroBatcher"]
 
 log = logging.getLogger("eco_unlearn.serve")
@@ -63,7 +65,7 @@ class MicroBatcher:
 
     def submit(self, job: Job) -> None:
         if self._ready is None:
-            raise RuntimeError("the batcher is not started")
+            raise ServerError("the batcher is not started")
         self._pending.append(job)
         self._ready.set()
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import EcoUnlearnError
+from ..errors import ServeConfigError
+from ..validation import integer, number, one_of
 
 __all__ = ["ClassifierErrorPolicy", "ServeConfig"]
 
@@ -40,17 +41,11 @@ class ServeConfig:
     batch_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.on_classifier_error not in ("refuse", "corrupt"):
-            raise EcoUnlearnError(
-                f"on_classifier_error must be 'refuse' or 'corrupt', not {self.on_classifier_error!r}"
-            )
+        one_of(self.on_classifier_error, "on_classifier_error", ("refuse", "corrupt"), error=ServeConfigError)
         for name in ("max_body_bytes", "default_max_tokens", "max_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise EcoUnlearnError(f"{name} must be a positive integer, not {value!r}")
-        if not self.batch_wait_ms >= 0:
-            raise EcoUnlearnError(f"batch_wait_ms must be >= 0, not {self.batch_wait_ms!r}")
+            integer(getattr(self, name), name, minimum=1, error=ServeConfigError)
+        number(self.batch_wait_ms, "batch_wait_ms", low=0, error=ServeConfigError)
         if not isinstance(self.model_id, str) or not self.model_id.strip():
-            raise EcoUnlearnError("model_id must be a non-empty string")
+            raise ServeConfigError("model_id must be a non-empty string")
         if self.audit_log is not None:
             self.audit_log = Path(self.audit_log)

@@ -9,6 +9,8 @@ from typing import Any
 
 import uvicorn
 
+from ..errors import ServerError
+
 __all__ = ["ServerThread", "free_port", "serve"]
 
 
@@ -44,7 +46,7 @@ class ServerThread:
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start on {self.url}")
+                raise ServerError(f"the server did not start on {self.url}")
             time.sleep(0.02)
         return self.url
 

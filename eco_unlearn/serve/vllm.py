@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..errors import PromptError
 from .generation import GenerationParams
 
 __all__ = ["completion_body", "encode_prompt_embeds"]
@@ -27,7 +28,7 @@ def encode_prompt_embeds(embeds: torch.Tensor, dtype: torch.dtype | None = None)
     The tensor is copied first: saving a view would also save the rest of its storage (a whole batch).
     """
     if embeds.dim() != 2:
-        raise ValueError(f"prompt embeddings must be 2-D (sequence_length, hidden_size), not {tuple(embeds.shape)}")
+        raise PromptError(f"prompt embeddings must be 2-D (sequence_length, hidden_size), not {tuple(embeds.shape)}")
     tensor = embeds.detach().to("cpu", dtype or embeds.dtype).clone().contiguous()
     buffer = io.BytesIO()
     torch.save(tensor, buffer)
@@ -46,7 +47,7 @@ def completion_body(
 ) -> dict[str, Any]:
     """The JSON body of one vLLM ``/v1/completions`` request: ``prompt_embeds`` or plain ``prompt``."""
     if (text is None) == (prompt_embeds is None):
-        raise ValueError("give either the prompt text or its embeddings")
+        raise PromptError("give either the prompt text or its embeddings")
     body: dict[str, Any] = {"model": model}
     if prompt_embeds is not None:
         body["prompt_embeds"] = prompt_embeds

@@ -26,6 +26,7 @@ from ..errors import FinetuneError
 from ..io import atomic_dir, atomic_write_json
 from ..models import context_length
 from ..runtime.prompts import render_prompt
+from ..validation import integer, number, one_of
 
 __all__ = ["FinetuneConfig", "FinetuneError", "FinetuneResult", "encode_example", "finetune"]
 
@@ -47,15 +48,10 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "max_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FinetuneError(f"{name} must be a positive integer, not {value!r}")
-        if not self.learning_rate > 0:
-            raise FinetuneError(f"learning_rate must be positive, not {self.learning_rate!r}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise FinetuneError(f"warmup_fraction must lie in [0, 1), not {self.warmup_fraction!r}")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise FinetuneError(f"dtype must be 'auto', 'float32' or 'bfloat16', not {self.dtype!r}")
+            integer(getattr(self, name), name, minimum=1, error=FinetuneError)
+        number(self.learning_rate, "learning_rate", low=0, low_open=True, error=FinetuneError)
+        number(self.warmup_fraction, "warmup_fraction", low=0, high=1, high_open=True, error=FinetuneError)
+        one_of(self.dtype, "dtype", ("auto", "float32", "bfloat16"), error=FinetuneError)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ...classifier import EncoderClassifier
 from ...demo import DEMO_ENTITIES, demo_data
 from ...fitting import default_classifier, fit_classifier
 from ...data.items import general_prompts
+from ...errors import TofuDataError
 from ..environment import environment
 from ..saving import SavedReport
 
@@ -65,7 +66,7 @@ def run_classifier_bench(config: ClassifierBenchConfig, progress: Callable[[str,
     report = ClassifierBenchReport(config)
     tofu = Path(config.data_dir) / "tofu" if config.data_dir else None
     if tofu is not None and not (tofu / "forget01.jsonl").is_file():
-        raise FileNotFoundError(f"no TOFU data under {tofu}")
+        raise TofuDataError(f"no TOFU data under {tofu}")
     tasks = [("demo", "entities + MiniLM", DEMO_ENTITIES), ("demo", "MiniLM only", ())]
     if tofu is not None:
         tasks += [("tofu forget01 vs retain99", "entities + MiniLM", TOFU_FORGET01_ENTITIES), ("tofu forget01 vs retain99", "MiniLM only", ())]

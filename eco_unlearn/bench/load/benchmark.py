@@ -22,8 +22,9 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from ...demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
-from ...errors import EcoUnlearnError
+from ...errors import ServeConfigError
 from ...models import fingerprint, load_model
+from ...validation import integer, number
 from ..environment import environment
 from ..saving import SavedReport
 
@@ -48,9 +49,10 @@ class ServeBenchConfig:
     def __post_init__(self) -> None:
         unknown = [m for m in self.modes if m not in MODES]
         if unknown or not self.modes:
-            raise EcoUnlearnError(f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
-        if min(self.clients, self.max_tokens, self.flagged_every, self.rounds) < 1 or self.duration_s <= 0:
-            raise EcoUnlearnError("clients, duration, max_tokens, flagged_every and rounds must be positive")
+            raise ServeConfigError(f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
+        for name in ("clients", "max_tokens", "flagged_every", "rounds"):
+            integer(getattr(self, name), name, minimum=1, error=ServeConfigError)
+        number(self.duration_s, "duration_s", low=0, low_open=True, error=ServeConfigError)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from ...demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS, keyword_demo_guard
+from ...errors import ParallelError, RunFailure
 from ...runtime.guarded import GuardedModel
 from ...models import fingerprint, load_model
 from ..environment import environment
@@ -134,7 +135,7 @@ def _peak_memory(config: OverheadConfig, mode: str) -> dict[str, float]:
     args = [sys.executable, "-m", "eco_unlearn.bench.overhead.benchmark", mode, json.dumps(asdict(config))]
     out = subprocess.run(args, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"memory worker ({mode}) failed: {out.stderr.strip().splitlines()[-1:]}")
+        raise ParallelError(f"memory worker ({mode}) failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -142,7 +143,7 @@ def _rss_peak_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("cannot read peak RSS from /proc/self/status")
+    raise RunFailure("cannot read peak RSS from /proc/self/status")
 
 
 def _reset_rss_peak() -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ...runtime.guarded import GuardedModel
 from ...data.items import PromptItem
+from ...errors import TofuDataError
 from ...metrics import forget_quality, harmonic_mean, mean_nll, rouge_l_recall
 
 __all__ = ["EVAL_SETS", "UTILITY_KEYS", "TofuEvalConfig", "TofuEvaluation", "evaluate_tofu", "summarise"]
@@ -167,7 +168,7 @@ def evaluate_tofu(
     chat = bool(model.tokenizer.chat_template) if config.chat is None else config.chat
     unknown = sorted(set(eval_sets) - set(EVAL_SETS))
     if unknown:
-        raise ValueError(f"unknown TOFU evaluation set(s) {', '.join(unknown)}; known: {', '.join(EVAL_SETS)}")
+        raise TofuDataError(f"unknown TOFU evaluation set(s) {', '.join(unknown)}; known: {', '.join(EVAL_SETS)}")
     items: dict[str, list[dict[str, Any]]] = {}
     for done, split in enumerate(eval_sets):
         if progress is not None:

@@ -26,6 +26,7 @@ from ...models import EMBEDDED_MODELS, cache_dir, fingerprint, load_model
 from ..environment import environment
 from ...training.sft import FinetuneConfig, finetune
 from ...parallel import run_parallel
+from ...validation import integer
 from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_splits
 from .eco import EcoTofuConfig, fit_tofu_guard, format_items
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
@@ -70,8 +71,7 @@ class TofuRunConfig:
             raise TofuDataError(f"unknown TOFU preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         preset = PRESETS[self.preset]
         if self.authors is not None:
-            if isinstance(self.authors, bool) or not isinstance(self.authors, int) or self.authors < 1:
-                raise TofuDataError(f"authors must be a positive integer, not {self.authors!r}")
+            integer(self.authors, "authors", minimum=1, error=TofuDataError)
             preset = replace(preset, name=f"{preset.name}-{self.authors}authors", authors=self.authors)
         return preset
 
