@@ -9,6 +9,7 @@ __all__ = [
     "CalibrationError", "ClassifierError", "CorruptionError", "EcoUnlearnError", "FinetuneError", "GuardError",
     "IncompatibleGuardError", "InputError", "ItemsError", "ModelError", "ObjectiveError", "ParallelError",
     "PromptError", "RegistryError", "RunFailure", "SearchError", "TofuDataError",
+    "MissingDependencyError",
 ]
 
 
@@ -78,3 +79,7 @@ class TofuDataError(InputError):
 
 class ParallelError(RunFailure):
     """A worker process died without reporting a result."""
+
+
+class MissingDependencyError(InputError):
+    """An optional dependency that is not installed: the message names the pip extra that installs it."""
