@@ -2,22 +2,18 @@
 
 The weights are never modified: a prompt classifier flags prompts in a forget scope, and a corruption is
 applied to those prompts' input embeddings at the prefill pass only.
+
+The root holds what a user needs: ``load_model``, ``fit_guard`` and its ``FitConfig``, ``Guard`` and the parts
+of a hand-made one, ``GuardedModel``, and every exception. Everything else is imported from its sub-package:
+``eco_unlearn.runtime``, ``.classifier``, ``.fitting``, ``.data``, ``.serve``, ``.bench``
+(see docs/architecture.md).
 """
 
 __version__ = "0.1.0"
 
-from .classifier import (
-    CLASSIFIERS,
-    AnyOfClassifier,
-    ConstantClassifier,
-    EncoderClassifier,
-    KeywordClassifier,
-    PromptClassifier,
-    load_classifier,
-    register_classifier,
-    save_classifier,
-)
-from .runtime.corruption import CORRUPTIONS, CorruptionSpec, register_corruption
+from typing import Any
+
+from . import deprecated
 from .errors import (
     CalibrationError,
     ClassifierError,
@@ -29,6 +25,7 @@ from .errors import (
     InputError,
     ItemsError,
     MetricError,
+    MissingDependencyError,
     ModelError,
     ObjectiveError,
     ParallelError,
@@ -40,66 +37,52 @@ from .errors import (
     ServerError,
     TofuDataError,
 )
-from .fitting import FitReport, FitResult, fit_classifier, fit_guard
-from .runtime.guard import Guard, GuardDecision, Target
-from .runtime.guarded import GuardedModel, PrefillInputs
-from .data.items import PromptItem, read_items
-from .models import EMBEDDED_MODELS, ModelFingerprint, fingerprint, load_model
-from .fitting.objectives import OBJECTIVES, Objective, register_objective
-from .data.perturb import perturb_answers
-from .runtime.tokens import TokenSelection
+from .classifier import EncoderClassifier, KeywordClassifier
+from .fitting import FitResult, fit_guard
+from .models import fingerprint, load_model
+from .runtime import CorruptionSpec, Guard, GuardDecision, GuardedModel, Target, TokenSelection
+
+deprecated.install()
 
 __all__ = [
-    "AnyOfClassifier",
-    "CLASSIFIERS",
-    "ConstantClassifier",
-    "EncoderClassifier",
-    "FitReport",
-    "FitResult",
-    "OBJECTIVES",
-    "Objective",
-    "PromptItem",
-    "fit_classifier",
-    "fit_guard",
-    "perturb_answers",
-    "load_classifier",
-    "read_items",
-    "register_objective",
-    "save_classifier",
-    "CORRUPTIONS",
+    "CalibrationError",
+    "ClassifierError",
     "CorruptionError",
     "CorruptionSpec",
-    "EMBEDDED_MODELS",
     "EcoUnlearnError",
+    "EncoderClassifier",
+    "FinetuneError",
+    "FitResult",
     "Guard",
     "GuardDecision",
     "GuardError",
     "GuardedModel",
     "IncompatibleGuardError",
-    "KeywordClassifier",
-    "ModelError",
-    "ModelFingerprint",
-    "PrefillInputs",
-    "PromptClassifier",
-    "PromptError",
-    "Target",
-    "TokenSelection",
-    "fingerprint",
-    "load_model",
-    "register_classifier",
-    "register_corruption",
-    "CalibrationError",
-    "ClassifierError",
-    "FinetuneError",
     "InputError",
     "ItemsError",
+    "KeywordClassifier",
     "MetricError",
+    "MissingDependencyError",
+    "ModelError",
     "ObjectiveError",
     "ParallelError",
+    "PromptError",
     "RegistryError",
     "RunFailure",
     "SearchError",
     "ServeConfigError",
     "ServerError",
+    "Target",
     "TofuDataError",
+    "TokenSelection",
+    "fingerprint",
+    "fit_guard",
+    "load_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Names the root exported in 0.1 and no longer does: served with a ``DeprecationWarning`` (once: the
+    name is then bound here)."""
+    value = globals()[name] = deprecated.moved_name(name)
+    return value

@@ -62,16 +62,16 @@ MOVED_NAMES = {
 }
 
 
-def _warn(old: str, new: str) -> None:
+def _warn(old: str, new: str, stacklevel: int) -> None:
     warnings.warn(f"{old} moved to {new}; import it from there (the old path goes in eco-unlearn 0.3)",
-                  DeprecationWarning, stacklevel=3)
+                  DeprecationWarning, stacklevel=stacklevel)
 
 
 def moved_name(name: str) -> Any:
     """The object the root used to export as ``name``, with a warning; AttributeError for any other name."""
     if name not in MOVED_NAMES:
         raise AttributeError(f"module 'eco_unlearn' has no attribute {name!r}")
-    _warn(f"eco_unlearn.{name}", f"{MOVED_NAMES[name]}.{name}")
+    _warn(f"eco_unlearn.{name}", f"{MOVED_NAMES[name]}.{name}", stacklevel=4)  # the caller of the root's __getattr__
     return getattr(importlib.import_module(MOVED_NAMES[name]), name)
 
 
@@ -84,7 +84,7 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec: Any) -> ModuleType:
-        _warn(spec.name, MOVED_MODULES[spec.name])
+        _warn(spec.name, MOVED_MODULES[spec.name], stacklevel=2)
         return importlib.import_module(MOVED_MODULES[spec.name])
 
     def exec_module(self, module: ModuleType) -> None:

@@ -7,9 +7,9 @@ Both derive from ``EcoUnlearnError``, so ``except EcoUnlearnError`` catches ever
 
 __all__ = [
     "CalibrationError", "ClassifierError", "CorruptionError", "EcoUnlearnError", "FinetuneError", "GuardError",
-    "IncompatibleGuardError", "InputError", "ItemsError", "MetricError", "ModelError", "ObjectiveError",
-    "ParallelError", "PromptError", "RegistryError", "RunFailure", "SearchError", "ServeConfigError",
-    "ServerError", "TofuDataError",
+    "IncompatibleGuardError", "InputError", "ItemsError", "MetricError", "MissingDependencyError", "ModelError",
+    "ObjectiveError", "ParallelError", "PromptError", "RegistryError", "RunFailure", "SearchError",
+    "ServeConfigError", "ServerError", "TofuDataError",
 ]
 
 
@@ -27,6 +27,10 @@ class RunFailure(EcoUnlearnError, RuntimeError):
 
 class ModelError(InputError):
     """A model name or path that cannot be resolved or loaded."""
+
+
+class MissingDependencyError(InputError):
+    """An optional dependency that is not installed: the message names the pip extra that installs it."""
 
 
 class GuardError(InputError):

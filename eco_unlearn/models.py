@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 
+from .extras import require
 from .errors import ModelError
 from .io import atomic_dir
 
@@ -132,6 +133,7 @@ def resolve_embedded(name: str, cache: str | os.PathLike | None = None) -> Path:
     entry = EMBEDDED_MODELS[name]
     path = entry.cached_path(cache)
     if not entry.is_cached(cache):
+        require("gguf", "gguf", f"converting the embedded model {name!r}")
         try:
             _convert_gguf(entry, path)
         except ModelError:

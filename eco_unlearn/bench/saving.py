@@ -6,11 +6,13 @@ import io
 import os
 from contextlib import contextmanager
 from dataclasses import asdict
+from types import ModuleType
 from typing import Any, ClassVar, Iterator
 
+from ..extras import require
 from ..io import atomic_write_bytes, atomic_write_json
 
-__all__ = ["SavedReport", "png_figure"]
+__all__ = ["SavedReport", "png_figure", "require_matplotlib"]
 
 
 class SavedReport:
@@ -27,13 +29,17 @@ class SavedReport:
         atomic_write_json(path, self.to_dict())
 
 
+def require_matplotlib() -> ModuleType:
+    """The matplotlib module, or ``MissingDependencyError`` naming the bench extra. Long runs call it first,
+    so that a missing extra fails before the work rather than at the plot that ends it."""
+    return require("matplotlib", "bench", "plotting")
+
+
 @contextmanager
 def png_figure(path: str | os.PathLike, size: tuple[float, float]) -> Iterator[Any]:
     """Matplotlib axes to draw on; the figure is written atomically as a PNG to ``path`` when the block
     ends without an error (headless: the Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    require_matplotlib().use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=size, dpi=120)

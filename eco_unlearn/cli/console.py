@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import EcoUnlearnError, RunFailure
@@ -34,7 +35,8 @@ def errors() -> Iterator[None]:
             warnings.showwarning = lambda message, *args, **kwargs: err.print(f"[yellow]warning:[/] {message}")
             yield
     except EcoUnlearnError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        # escape: a message is text, and "pip install 'eco-unlearn[serve]'" is not rich markup
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1 if isinstance(exc, RunFailure) else 2) from None
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")

@@ -5,7 +5,17 @@ classification, and a gateway that puts the guard in front of a vLLM server.
 process) or a ``VLLMGateway`` (the model runs in vLLM; only its embedding layer is loaded here), and its
 ``config`` (a ``ServeConfig``) is the server's one configuration. ``build_backend(model, config, ...)``
 loads the guard and the model and builds either.
+
+The server's dependencies (FastAPI, uvicorn, httpx) are the ``serve`` extra; importing this package without
+them raises ``MissingDependencyError`` saying so.
 """
+
+# ruff: noqa: E402  (the extra is checked before the imports below, so a missing one is one clear error)
+from ..extras import require
+
+require("fastapi", "serve", "the server")
+require("uvicorn", "serve", "the server")
+require("httpx", "serve", "the server")
 
 from .app import create_app
 from .audit import AuditLog

@@ -24,6 +24,7 @@ from ...runtime.guarded import GuardedModel
 from ...io import atomic_dir, atomic_write_json
 from ...models import EMBEDDED_MODELS, cache_dir, fingerprint, load_model
 from ..environment import environment
+from ..saving import require_matplotlib
 from ...training.sft import FinetuneConfig, finetune
 from ...parallel import run_parallel
 from ...validation import integer
@@ -221,6 +222,7 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     config = config or TofuRunConfig()
     clock = {"start": time.perf_counter()}
     config.output_folder()  # no output folder: fail before any work
+    require_matplotlib()  # the run ends with a plot: no bench extra, fail before any work
     preset = config.resolved_preset()
     splits = load_splits(preset, config.data_dir)
     prepared = prepare_models(

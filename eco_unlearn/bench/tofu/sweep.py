@@ -24,7 +24,7 @@ from ...metrics import forget_quality
 from ...models import fingerprint, load_model
 from ...fitting.search import SearchError
 from ..environment import environment
-from ..saving import SavedReport, png_figure
+from ..saving import SavedReport, png_figure, require_matplotlib
 from .data import TofuSplits, load_splits
 from .eco import EcoTofuConfig, strength_range, surrogate_objective, token_candidates
 from .run import TofuRunConfig, _bare_evaluations, _config_dict, prepare_models
@@ -122,6 +122,7 @@ def run_tofu_sweep(config: TofuRunConfig, strengths: Sequence[float], progress: 
     start = time.perf_counter()
     _check_strengths(strengths)  # before any training
     config.output_folder()  # no output folder: fail before any work
+    require_matplotlib()  # the run ends with a plot: no bench extra, fail before any work
     preset = config.resolved_preset()
     splits = load_splits(preset, config.data_dir)
     prepared = prepare_models(splits, config.model, config.finetune, cache=config.cache, parallel=config.parallel, progress=progress)
