@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import GuardError
 from ..io import atomic_dir, atomic_write_json
+from ..registry import Registry
 
 __all__ = [
     "CLASSIFIERS",
@@ -43,7 +44,7 @@ class PromptClassifier(Protocol):
     def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "PromptClassifier": ...
 
 
-CLASSIFIERS: dict[str, type] = {}
+CLASSIFIERS: Registry[type[PromptClassifier]] = Registry("classifier kind", error=GuardError)
 
 
 def register_classifier(cls: type | None = None, *, replace: bool = False):
@@ -53,20 +54,16 @@ def register_classifier(cls: type | None = None, *, replace: bool = False):
     """
 
     def decorator(cls: type) -> type:
-        if cls.kind in CLASSIFIERS and not replace:
-            raise GuardError(f"a classifier kind {cls.kind!r} is registered already; pass replace=True to override it")
-        CLASSIFIERS[cls.kind] = cls
-        return cls
+        return CLASSIFIERS.register(getattr(cls, "kind", None), cls, replace=replace)
 
     return decorator(cls) if cls is not None else decorator
 
 
 def build_classifier(kind: str, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> PromptClassifier:
     """Rebuild a classifier of a registered ``kind``; any failure is a ``GuardError``."""
-    if kind not in CLASSIFIERS:
-        raise GuardError(f"unknown classifier kind {kind!r}; known: {', '.join(sorted(CLASSIFIERS))}")
+    cls = CLASSIFIERS.get(kind)
     try:
-        return CLASSIFIERS[kind].from_config(config, tensors)
+        return cls.from_config(config, tensors)
     except GuardError:
         raise
     except Exception as exc:  # a user-registered classifier may raise anything

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ObjectiveError
 from ..data.items import PromptItem
 from ..metrics import answer_probability, contains_answer, forget_quality, rouge_l_recall, truth_ratio
+from ..registry import Registry
 
 if TYPE_CHECKING:
     from ..runtime.guarded import GuardedModel
@@ -90,17 +91,15 @@ class Objective:
         return f"{self.name} {sign} {self.target:.3g} on {len(self.items)} forget items"
 
 
-OBJECTIVES: dict[str, type[Objective]] = {}
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", error=ObjectiveError)
 
 
 def register_objective(name: str, *, replace: bool = False) -> Callable[[type[Objective]], type[Objective]]:
     """Class decorator: make an ``Objective`` subclass available by ``name``."""
 
     def decorator(cls: type[Objective]) -> type[Objective]:
-        if name in OBJECTIVES and not replace:
-            raise ObjectiveError(f"an objective named {name!r} is registered already; pass replace=True to override it")
+        OBJECTIVES.register(name, cls, replace=replace)
         cls.name = name
-        OBJECTIVES[name] = cls
         return cls
 
     return decorator
@@ -108,10 +107,9 @@ def register_objective(name: str, *, replace: bool = False) -> Callable[[type[Ob
 
 def make_objective(name: str, items: Sequence[PromptItem], **options: Any) -> Objective:
     """Build the registered objective ``name`` on ``items`` with its options."""
-    if name not in OBJECTIVES:
-        raise ObjectiveError(f"unknown objective {name!r}; known objectives: {', '.join(sorted(OBJECTIVES))}")
+    cls = OBJECTIVES.get(name)
     try:
-        return OBJECTIVES[name](list(items), **options)
+        return cls(list(items), **options)
     except TypeError as exc:
         raise ObjectiveError(f"objective {name!r}: {exc}") from None
 

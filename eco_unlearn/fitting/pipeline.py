@@ -178,9 +178,9 @@ def fit_guard(
         method = ("bisection" if obj.monotone else "zeroth_order") if search == "auto" else search
         if method not in SEARCHES:
             raise SearchError(f"unknown search {search!r}; choose auto, {', '.join(SEARCHES)}")
-        limit = {"points": budget} if method == "grid" else {"budget": budget}
-        return SEARCHES[method](
-            evaluate, low=low, high=high, goal=obj.goal, target=obj.target, integer=integer, progress=progress, **limit
+        return SEARCHES.get(method)(
+            evaluate, low=low, high=high, goal=obj.goal, target=obj.target, budget=budget, integer=integer,
+            progress=progress,
         )
 
     before = obj.baseline if obj.baseline is not None else obj.evaluate(bare)

@@ -10,21 +10,28 @@ Three methods over log-strength, each keeping the full trace of (strength, value
   the budget of evaluations is spent. It needs no monotonicity (``match_reference``).
 * ``grid``: evenly spaced in log-strength, for plots and sanity checks.
 
-Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice.
+Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice. All share
+one keyword signature, ``(evaluate, *, low, high, goal, target, budget, integer, progress)`` plus options
+of their own, and are registered by name in ``SEARCHES``: ``budget`` is the most evaluations made (for
+``grid``, the number of points).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ..errors import SearchError
+from ..registry import Registry
+from ..validation import is_integer
 
 __all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "zeroth_order"]
 
 Evaluate = Callable[[float], float]
 Progress = Callable[[str, int, int], None]
+Search = Callable[..., "SearchResult"]
 
 
 
@@ -116,6 +123,10 @@ def _check_range(low: float, high: float) -> None:
         raise SearchError(f"the strength range must satisfy 0 < low < high < inf, got [{low!r}, {high!r}]")
 
 
+SEARCHES: Registry[Search] = Registry("search", error=SearchError, plural="searches")
+
+
+@SEARCHES.register("bisection")
 def bisection(
     evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 30,
     integer: bool = False, rtol: float = 0.05, progress: Progress | None = None,
@@ -145,6 +156,7 @@ def bisection(
     return track.result()
 
 
+@SEARCHES.register("zeroth_order")
 def zeroth_order(
     evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 30,
     start: float | None = None, step: float = 1.0, delta: float = 0.25, integer: bool = False,
@@ -183,22 +195,23 @@ def zeroth_order(
     return track.result()
 
 
+@SEARCHES.register("grid")
 def grid(
-    evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, points: int = 9,
-    integer: bool = False, progress: Progress | None = None,
+    evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 9,
+    integer: bool = False, progress: Progress | None = None, points: int | None = None,
 ) -> SearchResult:
-    """Evaluate ``points`` strengths evenly spaced in log-strength over [low, high]."""
+    """Evaluate ``budget`` strengths evenly spaced in log-strength over [low, high].
+
+    ``points`` is the former name of ``budget``, deprecated; it will be removed in the next release.
+    """
+    if points is not None:
+        warnings.warn("grid(points=N) is deprecated; pass budget=N (the number of points) instead",
+                      DeprecationWarning, stacklevel=2)
+        budget = points
     _check_range(low, high)
-    if points < 2:
-        raise SearchError("a grid needs at least 2 points")
-    track = _Tracker(evaluate, goal, target, points, integer, "grid", progress)
-    for i in range(points):
-        track(math.exp(math.log(low) + i * (math.log(high) - math.log(low)) / (points - 1)))
+    if not (is_integer(budget) and budget >= 2):
+        raise SearchError(f"a grid needs at least 2 points: budget must be an integer of at least 2, not {budget!r}")
+    track = _Tracker(evaluate, goal, target, budget, integer, "grid", progress)
+    for i in range(budget):
+        track(math.exp(math.log(low) + i * (math.log(high) - math.log(low)) / (budget - 1)))
     return track.result()
-
-
-SEARCHES: dict[str, Callable[..., SearchResult]] = {
-    "bisection": bisection,
-    "zeroth_order": zeroth_order,
-    "grid": grid,
-}

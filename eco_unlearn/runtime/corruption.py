@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from ..errors import CorruptionError
+from ..registry import Registry
 from ..validation import is_integer, is_number
 
 __all__ = [
@@ -94,7 +95,7 @@ class Corruption:
                 raise CorruptionError(f"corruption {self.name!r}: parameter {name}={value!r} must be {expected}")
 
 
-CORRUPTIONS: dict[str, Corruption] = {}
+CORRUPTIONS: Registry[Corruption] = Registry("corruption", error=CorruptionError)
 
 
 def register_corruption(
@@ -107,14 +108,12 @@ def register_corruption(
     """
 
     def decorator(fn: CorruptionFn) -> CorruptionFn:
-        if name in CORRUPTIONS and not replace:
-            raise CorruptionError(f"a corruption named {name!r} is registered already; pass replace=True to override it")
         params = {
             p.name: p.default
             for p in inspect.signature(fn).parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
-        CORRUPTIONS[name] = Corruption(name, fn, strength_range, strength_meaning, params)
+        CORRUPTIONS.register(name, Corruption(name, fn, strength_range, strength_meaning, params), replace=replace)
         return fn
 
     return decorator
@@ -231,12 +230,7 @@ def reverse(embeds, mask, strength, generator):
 
 def get_corruption(name: str) -> Corruption:
     """Look up a registered corruption, with a clear error naming the known ones."""
-    try:
-        return CORRUPTIONS[name]
-    except KeyError:
-        raise CorruptionError(
-            f"unknown corruption {name!r}; known corruptions: {', '.join(sorted(CORRUPTIONS))}"
-        ) from None
+    return CORRUPTIONS.get(name)
 
 
 @dataclass(frozen=True)

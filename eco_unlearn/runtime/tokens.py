@@ -1,8 +1,9 @@
 """Which prompt tokens a corruption touches.
 
 Strategies are a registry of functions that get the indices of the *user's* tokens (chat-template and
-special tokens are already excluded) and return the subset to corrupt. Entities are matched
-case-insensitively in the user's text and mapped to tokens through the tokenizer's character offsets.
+special tokens are already excluded) and return the subset to corrupt; add your own with
+``@SELECTION_STRATEGIES.register("name")``. Entities are matched case-insensitively in the user's text
+and mapped to tokens through the tokenizer's character offsets.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..errors import GuardError
+from ..registry import Registry
 from .prompts import RenderedPrompt
 from ..classifier.text import as_phrases, phrase_regex
 
@@ -21,14 +23,20 @@ Offsets = Sequence[tuple[int, int]]
 Strategy = Callable[[list[int], RenderedPrompt, Offsets, "TokenSelection"], list[int]]
 
 
+SELECTION_STRATEGIES: Registry[Strategy] = Registry("token selection", error=GuardError)
+
+
+@SELECTION_STRATEGIES.register("all")
 def _all(candidates: list[int], prompt: RenderedPrompt, offsets: Offsets, selection: "TokenSelection") -> list[int]:
     return candidates
 
 
+@SELECTION_STRATEGIES.register("all_but_last")
 def _all_but_last(candidates, prompt, offsets, selection):
     return candidates[:-1] or candidates  # a one-token user text is corrupted whole, never left in the clear
 
 
+@SELECTION_STRATEGIES.register("entities")
 def _entities(candidates, prompt, offsets, selection):
     matches = []
     for start, end in prompt.user_spans:
@@ -38,14 +46,7 @@ def _entities(candidates, prompt, offsets, selection):
     chosen = [i for i in candidates if any(offsets[i][0] < b and offsets[i][1] > a for a, b in matches)]
     if chosen or selection.fallback is None:
         return chosen
-    return SELECTION_STRATEGIES[selection.fallback](candidates, prompt, offsets, selection)
-
-
-SELECTION_STRATEGIES: dict[str, Strategy] = {
-    "all_but_last": _all_but_last,
-    "all": _all,
-    "entities": _entities,
-}
+    return SELECTION_STRATEGIES.get(selection.fallback)(candidates, prompt, offsets, selection)
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,8 @@ class TokenSelection:
     def __post_init__(self) -> None:
         object.__setattr__(self, "entities", as_phrases(self.entities))
         for name in (self.strategy, self.fallback):
-            if name is not None and name not in SELECTION_STRATEGIES:
-                raise GuardError(
-                    f"unknown token selection {name!r}; choose one of {', '.join(SELECTION_STRATEGIES)}"
-                )
+            if name is not None:
+                SELECTION_STRATEGIES.get(name)  # raises for an unknown name, listing the known ones
         if self.fallback == "entities":
             raise GuardError("the fallback of a token selection cannot itself be 'entities'")
         if self.strategy == "entities" and not any(e.strip() for e in self.entities):
@@ -83,7 +82,7 @@ class TokenSelection:
     def select(self, prompt: RenderedPrompt, offsets: Offsets, special: Sequence[bool]) -> list[int]:
         """Indices of the tokens to corrupt, given each token's character offsets and special flag."""
         candidates = user_token_indices(prompt, offsets, special)
-        return SELECTION_STRATEGIES[self.strategy](candidates, prompt, offsets, self)
+        return SELECTION_STRATEGIES.get(self.strategy)(candidates, prompt, offsets, self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "entities": list(self.entities), "fallback": self.fallback}

@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from eco_unlearn import CLASSIFIERS, GuardedModel, register_classifier  # noqa: E402
+from eco_unlearn import CLASSIFIERS, GuardedModel  # noqa: E402
 from unit_helpers import ExplodingClassifier, LengthClassifier, build_model, build_tokenizer, make_guard  # noqa: E402
 
 
@@ -65,24 +65,18 @@ def bare(model, tok):
 
 @pytest.fixture
 def length_classifier_kind():
-    """Register LengthClassifier for the duration of one test, then remove it from CLASSIFIERS."""
+    """Register LengthClassifier for the duration of one test, then restore CLASSIFIERS."""
     assert LengthClassifier.kind not in CLASSIFIERS
-    register_classifier(LengthClassifier)
-    try:
+    with CLASSIFIERS.override(LengthClassifier.kind, LengthClassifier):
         yield LengthClassifier
-    finally:
-        CLASSIFIERS.pop(LengthClassifier.kind, None)
 
 
 @pytest.fixture
 def exploding_kind():
-    """Register ExplodingClassifier for the duration of one test, then remove it from CLASSIFIERS."""
+    """Register ExplodingClassifier for the duration of one test, then restore CLASSIFIERS."""
     assert ExplodingClassifier.kind not in CLASSIFIERS
-    register_classifier(ExplodingClassifier)
-    try:
+    with CLASSIFIERS.override(ExplodingClassifier.kind, ExplodingClassifier):
         yield ExplodingClassifier
-    finally:
-        CLASSIFIERS.pop(ExplodingClassifier.kind, None)
 
 
 @pytest.fixture

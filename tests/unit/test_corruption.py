@@ -331,7 +331,7 @@ def test_spec_to_dict_copies_params():
 def test_register_corruption_usable_through_spec():
     """A user corruption registered by decorator works via CorruptionSpec; the registry is restored."""
     assert "test_add_constant" not in CORRUPTIONS
-    try:
+    with CORRUPTIONS.override("test_add_constant"):
 
         @register_corruption("test_add_constant", (0.0, 10.0), "c (constant added)")
         def add_constant(embeds, mask, strength, generator, *, only_first: bool = False):
@@ -349,8 +349,6 @@ def test_register_corruption_usable_through_spec():
         assert torch.equal(out[mask][:, 1:], embeds[mask][:, 1:])
         with pytest.raises(CorruptionError, match="out of range"):
             CorruptionSpec("test_add_constant", 11.0).validate()
-    finally:
-        CORRUPTIONS.pop("test_add_constant", None)
     assert sorted(CORRUPTIONS) == BUILTIN
 
 
@@ -389,11 +387,10 @@ def test_registering_an_existing_name_needs_replace():
     original = CORRUPTIONS["shuffle"]
     with pytest.raises(CorruptionError, match="registered already"):
         register_corruption("shuffle", (0.0, 1.0), "s")(lambda e, m, s, g: e)
-    try:
+    with CORRUPTIONS.override("shuffle"):
         register_corruption("shuffle", (0.0, 1.0), "s", replace=True)(lambda e, m, s, g: e)
         assert CORRUPTIONS["shuffle"] is not original
-    finally:
-        CORRUPTIONS["shuffle"] = original
+    assert CORRUPTIONS["shuffle"] is original
 
 
 def test_specs_are_hashable_and_equal_by_value():

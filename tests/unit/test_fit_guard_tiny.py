@@ -35,6 +35,15 @@ def test_fixed_strength_skips_the_search(model, tok):
     assert result.report.objective["name"] == "choice_accuracy"  # chosen because the items have choices
 
 
+def test_grid_search_spends_the_budget_as_its_points(model, tok):
+    result = fit_guard(
+        model, tok, FORGET, ["What is the capital of France?"], classifier=KeywordClassifier(["Harry Potter"]),
+        objective="choice_accuracy", objective_options={"target": -1.0}, strength_range=(0.01, 1.0), search="grid",
+        budget=3, chat=False,
+    )
+    assert result.report.search["method"] == "grid" and result.report.search["evaluations"] == 3
+
+
 def test_bad_fit_input(model, tok):
     keyword = KeywordClassifier(["Harry Potter"])
     with pytest.raises(ItemsError, match="in both the forget and the retain set"):

@@ -92,7 +92,7 @@ def test_unknown_option_is_an_objective_error():
 def test_register_objective_adds_and_refuses_duplicates():
     name = "unit-test-constant"
     assert name not in OBJECTIVES
-    try:
+    with OBJECTIVES.override(name):
 
         @register_objective(name)
         class ConstantObjective(Objective):
@@ -120,8 +120,6 @@ def test_register_objective_adds_and_refuses_duplicates():
             pass
 
         assert OBJECTIVES[name] is Replacement
-    finally:
-        OBJECTIVES.pop(name, None)
     assert name not in OBJECTIVES
 
 

@@ -250,7 +250,7 @@ def test_zeroth_order_integer():
 @pytest.mark.parametrize("points", [2, 5, 9, 30])
 def test_grid_evaluates_evenly_spaced_log_strengths_including_both_ends(points):
     f = Counted(lambda s: 1 / (1 + s))
-    result = grid(f, low=0.01, high=100, goal="min", target=0.5, points=points)
+    result = grid(f, low=0.01, high=100, goal="min", target=0.5, budget=points)
     assert result.evaluations == len(f.calls) == points
     assert f.calls == sorted(f.calls)
     assert f.calls[0] == pytest.approx(0.01, rel=1e-12)
@@ -264,19 +264,19 @@ def test_grid_with_interpolation_range_stays_within_it():
     """shuffle/reverse strengths top out at exactly 1.0; the grid's last point must not exceed it."""
     for points in range(2, 41):
         f = Counted(lambda s: s)
-        grid(f, low=0.01, high=1.0, goal="min", target=0.0, points=points)
+        grid(f, low=0.01, high=1.0, goal="min", target=0.0, budget=points)
         assert max(f.calls) <= 1.0 and f.calls[-1] == pytest.approx(1.0)
 
 
 def test_grid_integer_dedupes_rounded_strengths():
     f = Counted(lambda s: s)
-    result = grid(f, low=1, high=4, goal="max", target=3, points=9, integer=True)
+    result = grid(f, low=1, high=4, goal="max", target=3, budget=9, integer=True)
     assert sorted(f.calls) == [1.0, 2.0, 3.0, 4.0]
     assert result.evaluations == 4 and result.strength == 3.0 and result.met
 
 
 def test_grid_unmet_keeps_the_best_value():
-    result = grid(lambda s: 1 / (1 + s), low=0.01, high=10, goal="min", target=0.0, points=5)
+    result = grid(lambda s: 1 / (1 + s), low=0.01, high=10, goal="min", target=0.0, budget=5)
     assert not result.met and result.strength == pytest.approx(10) and result.message
 
 
@@ -293,7 +293,7 @@ def test_bad_ranges(method, low, high):
 
 
 @pytest.mark.parametrize("budget", [0, 1, -3, 2.5, "10"])
-@pytest.mark.parametrize("method", ["bisection", "zeroth_order"])
+@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "grid"])
 def test_bad_budget(method, budget):
     with pytest.raises(SearchError, match="budget"):
         SEARCHES[method](lambda s: s, low=0.1, high=1, goal="min", target=0.5, budget=budget)
@@ -302,7 +302,22 @@ def test_bad_budget(method, budget):
 @pytest.mark.parametrize("points", [0, 1])
 def test_grid_needs_two_points(points):
     with pytest.raises(SearchError, match="2 points"):
-        grid(lambda s: s, low=0.1, high=1, goal="min", target=0.5, points=points)
+        grid(lambda s: s, low=0.1, high=1, goal="min", target=0.5, budget=points)
+
+
+def test_grid_points_is_a_deprecated_name_of_budget():
+    f = Counted(lambda s: s)
+    with pytest.deprecated_call(match="budget"):
+        result = grid(f, low=0.1, high=1, goal="min", target=0.0, points=4)
+    assert result.evaluations == len(f.calls) == 4
+
+
+def test_every_search_takes_the_same_budget_keyword():
+    """The fit calls every registered search the same way: budget is the most evaluations made."""
+    for method in SEARCHES:
+        f = Counted(lambda s: 1.0)  # never meets the target: every search spends what it may
+        result = SEARCHES.get(method)(f, low=0.1, high=10, goal="min", target=0.0, budget=5)
+        assert 1 <= result.evaluations == len(f.calls) <= 5, method
 
 
 @pytest.mark.parametrize("method", ["bisection", "zeroth_order", "grid"])
@@ -326,7 +341,7 @@ def test_result_to_dict_is_json_serialisable():
 
 def test_progress_is_reported_per_evaluation():
     events = []
-    result = grid(lambda s: s, low=1, high=2, goal="min", target=0, points=3, progress=lambda what, done, total: events.append((what, done, total)))
+    result = grid(lambda s: s, low=1, high=2, goal="min", target=0, budget=3, progress=lambda what, done, total: events.append((what, done, total)))
     assert len(events) == 2 * result.evaluations
     assert all(total == 3 for _, _, total in events)
     assert [done for _, done, _ in events] == [0, 1, 1, 2, 2, 3]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from eco_unlearn import (
-    CLASSIFIERS, ConstantClassifier, CorruptionSpec, Guard, GuardedModel, Target, TokenSelection, register_classifier,
+    CLASSIFIERS, ConstantClassifier, CorruptionSpec, Guard, GuardedModel, Target, TokenSelection,
 )
 from eco_unlearn.serve import LocalBackend, ServeConfig, create_app
 from eco_unlearn.serve.reload import NO_TOKEN_TARGET
@@ -435,8 +435,7 @@ class _BrokenProbe(StatelessClassifier):
                                           ("nan", "non-finite score")])
 def test_reload_refuses_a_guard_whose_classifier_fails_a_probe(model, tok, tmp_path, monkeypatch, mode, reason):
     monkeypatch.setattr(_BrokenProbe, "mode", mode)
-    register_classifier(_BrokenProbe)
-    try:
+    with CLASSIFIERS.override(_BrokenProbe.kind, _BrokenProbe):
         broken = tmp_path / "broken"
         Guard([Target("hp", _BrokenProbe(), CorruptionSpec("gaussian_first_n", 1.0))],
               model_fingerprint=make_guard(model).model_fingerprint).save(broken)
@@ -450,8 +449,6 @@ def test_reload_refuses_a_guard_whose_classifier_fails_a_probe(model, tok, tmp_p
             assert httpx.get(url + "/health").json()["guard"] == before  # the old guard stays in force
             classified = httpx.post(url + "/v1/guard/classify", json={"input": FLAGGED}).json()
             assert classified["data"][0]["flagged"] and classified["guard"]["targets"] == ["hp"]
-    finally:
-        CLASSIFIERS.pop(_BrokenProbe.kind, None)
 
 
 def _no_token_guard(model):
