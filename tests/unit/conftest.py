@@ -15,7 +15,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from eco_unlearn import CLASSIFIERS, GuardedModel  # noqa: E402
+from eco_unlearn import GuardedModel  # noqa: E402
+from eco_unlearn.classifier import CLASSIFIERS
 from unit_helpers import ExplodingClassifier, LengthClassifier, build_model, build_tokenizer, make_guard  # noqa: E402
 
 

@@ -15,9 +15,8 @@ import openai
 import pytest
 import torch
 
-from eco_unlearn import (
-    CLASSIFIERS, ConstantClassifier, CorruptionSpec, Guard, GuardedModel, Target, TokenSelection,
-)
+from eco_unlearn import CorruptionSpec, Guard, GuardedModel, Target, TokenSelection
+from eco_unlearn.classifier import CLASSIFIERS, ConstantClassifier
 from eco_unlearn.serve import LocalBackend, ServeConfig, create_app
 from eco_unlearn.serve.reload import NO_TOKEN_TARGET
 from eco_unlearn.serve.server import ServerThread

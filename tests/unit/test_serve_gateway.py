@@ -12,7 +12,8 @@ import openai
 import pytest
 import torch
 
-from eco_unlearn import ConstantClassifier, CorruptionSpec, Guard, GuardedModel, ModelError, Target, TokenSelection, fingerprint
+from eco_unlearn import CorruptionSpec, Guard, GuardedModel, ModelError, Target, TokenSelection, fingerprint
+from eco_unlearn.classifier import ConstantClassifier
 from eco_unlearn.serve import ServeConfig, create_app
 from eco_unlearn.serve.embedding import load_embedding_only
 from eco_unlearn.serve.gateway import VLLMGateway
