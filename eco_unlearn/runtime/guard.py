@@ -18,11 +18,11 @@ from ..classifier.base import PromptClassifier, build_classifier, read_tensors, 
 from .corruption import CorruptionSpec
 from ..errors import GuardError, IncompatibleGuardError
 from ..io import atomic_dir, atomic_write_json
-from ..models import ModelFingerprint, fingerprint
+from ..models import ModelFingerprint, fingerprint as fingerprint_of
 from .tokens import TokenSelection
 from ..validation import integer, is_number
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Guard", "GuardDecision", "Target"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "Guard", "GuardDecision", "Target", "strongest_corruptions"]
 
 FORMAT = "eco-unlearn-guard"
 FORMAT_VERSION = 1
@@ -53,13 +53,20 @@ class Target:
 
 @dataclass
 class GuardDecision:
-    """What the guard decided for one prompt."""
+    """What the guard decided for one prompt.
+
+    A flagged prompt gets the union of ``selections`` (its targets' token selections) corrupted with each
+    of ``corruptions``: the decision carries all that planning needs, so decisions made elsewhere (a
+    server failing closed) can be planned without the guard. ``to_dict`` reports what was decided and
+    done, not the selections (they are the guard's configuration).
+    """
 
     flagged: bool
     targets: list[str]
     scores: dict[str, float]
     corrupted_tokens: int = 0
     corruptions: list[CorruptionSpec] = field(default_factory=list)
+    selections: list[TokenSelection] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +76,20 @@ class GuardDecision:
             "corrupted_tokens": self.corrupted_tokens,
             "corruptions": [c.to_dict() for c in self.corruptions],
         }
+
+
+def strongest_corruptions(targets: Sequence[Target]) -> list[CorruptionSpec]:
+    """The corruption of a prompt several targets flag: per corruption kind, its highest strength.
+
+    Strengths of different kinds are not comparable, so each distinct kind is applied in turn.
+    """
+    best: dict[str, CorruptionSpec] = {}
+    for target in targets:
+        spec = target.corruption
+        key = json.dumps([spec.name, spec.params], sort_keys=True)
+        if key not in best or spec.strength > best[key].strength:
+            best[key] = spec
+    return list(best.values())
 
 
 @dataclass
@@ -103,31 +124,19 @@ class Guard:
         for i in range(len(texts)):
             row = {name: values[i] for name, values in scores.items()}
             hit = [t for t in self.targets if row[t.name] >= t.threshold]
-            decisions.append(
-                GuardDecision(bool(hit), [t.name for t in hit], row, corruptions=self._strongest(hit))
-            )
+            decisions.append(GuardDecision(
+                bool(hit), [t.name for t in hit], row, corruptions=strongest_corruptions(hit),
+                selections=list(dict.fromkeys(t.tokens for t in hit)),
+            ))
         return decisions
 
-    @staticmethod
-    def _strongest(targets: Sequence[Target]) -> list[CorruptionSpec]:
-        """The corruption of a prompt several targets flag: per corruption kind, its highest strength.
-
-        Strengths of different kinds are not comparable, so each distinct kind is applied in turn.
-        """
-        best: dict[str, CorruptionSpec] = {}
-        for target in targets:
-            spec = target.corruption
-            key = json.dumps([spec.name, spec.params], sort_keys=True)
-            if key not in best or spec.strength > best[key].strength:
-                best[key] = spec
-        return list(best.values())
-
-    def check_model(self, model: Any, *, force: bool = False) -> None:
+    def check_model(self, model: Any, *, force: bool = False, fingerprint: ModelFingerprint | None = None) -> None:
         """Refuse a model whose fingerprint differs from the one this guard was built for.
 
         With ``force=True`` a mismatch only warns: the strengths were tuned for other embeddings.
+        ``fingerprint`` is the model's, if already computed (hashing its embedding matrix is costly).
         """
-        actual = fingerprint(model)
+        actual = fingerprint if fingerprint is not None else fingerprint_of(model)
         for target in self.targets:
             target.corruption.validate(actual.hidden_size)
         if self.model_fingerprint is None:

@@ -3,6 +3,9 @@
 The corruption touches the prompt's input embeddings only, in the prefill pass only: generated tokens
 are embedded normally by the model, and scored continuations are never corrupted. Batches with no
 flagged prompt run the plain ``input_ids`` path, so unflagged traffic costs nothing extra.
+
+Every call plans its batch first (``GuardedModel.plan``: render, classify, tokenize, fit the context,
+mask); a caller that must inspect a batch before running it builds the ``Plan`` itself and passes it in.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import inspect
 import os
 import warnings
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Literal, Sequence
 
 import torch
@@ -19,23 +23,15 @@ import torch
 from .corruption import apply_corruption
 from ..errors import PromptError
 from .guard import Guard, GuardDecision
-from ..models import context_length
-from .prompts import PromptInput, RenderedPrompt, render_prompts
+from ..models import ModelFingerprint, context_length, fingerprint
+from .plan import EncodedPrompt, Plan, PlannedPrompt, encode_prompts, token_mask
+from .prompts import PromptInput
 from ..validation import integer, number
 
 __all__ = ["GuardedModel", "PrefillInputs", "check_generation_args"]
 
 Truncation = Literal["error", "left"]
 Prompts = PromptInput | Sequence[PromptInput]
-
-
-@dataclass
-class _Row:
-    """One tokenized prompt with its corruption mask (True = corrupt this token)."""
-
-    ids: list[int]
-    mask: list[bool]
-    decision: GuardDecision
 
 
 @dataclass
@@ -99,46 +95,68 @@ class GuardedModel:
     def attach(self, guard: Guard | None, *, force: bool = False) -> None:
         """Use ``guard`` from now on (None removes it), after checking it was built for this model."""
         if guard is not None:
-            guard.check_model(self.model, force=force)
+            guard.check_model(self.model, force=force, fingerprint=self.model_fingerprint)
         self.guard = guard
+
+    @cached_property
+    def model_fingerprint(self) -> ModelFingerprint:
+        """The model's fingerprint, computed on first use and kept: attaching many guards hashes the
+        embedding matrix once."""
+        return fingerprint(self.model)
 
     @property
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
 
-    # ------------------------------------------------------------------------------------ encoding
-    def _rows(self, prompts: Prompts, chat: bool, reserve: int | Sequence[int] = 0, *, warn: bool = True) -> list[_Row]:
-        """Render, classify and tokenize prompts, check them against the context (keeping ``reserve``
-        tokens free per prompt) and build their corruption masks. ``warn=False`` is for callers that
-        handle a flagged prompt with an empty mask themselves (the server fails closed on it)."""
-        rendered = render_prompts(prompts, self.tokenizer, chat=chat)
-        reserve = [reserve] * len(rendered) if isinstance(reserve, int) else list(reserve)
-        if len(reserve) != len(rendered):
-            raise PromptError(f"got {len(rendered)} prompts but {len(reserve)} continuations; give one per prompt")
-        if self.guard is None:
-            decisions = [GuardDecision(False, [], {}) for _ in rendered]
-        else:
-            decisions = self.guard.decide([r.user_text for r in rendered])
-        return [self._row(i, *args, warn=warn) for i, args in enumerate(zip(rendered, decisions, reserve))]
+    # ------------------------------------------------------------------------------------ planning
+    def encode(self, prompts: Prompts, *, chat: bool = False) -> list[EncodedPrompt]:
+        """Render and tokenize ``prompts`` (no guard, no context check): what ``plan`` takes to skip both."""
+        return encode_prompts(prompts, self.tokenizer, chat=chat)
 
-    def _row(self, index: int, prompt: RenderedPrompt, decision: GuardDecision, reserve: int, *,
-             warn: bool = True) -> _Row:
-        enc = self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens, return_offsets_mapping=True)
-        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-        mask = [False] * len(ids)
-        if decision.flagged:
-            special = [t in self._special_ids for t in ids]
-            for name in decision.targets:
-                for j in self.guard.target(name).tokens.select(prompt, offsets, special):
-                    mask[j] = True
-        ids, mask = self._fit_context(index, ids, mask, reserve)
-        if warn and decision.flagged and not any(mask):
-            warnings.warn(
-                f"prompt {index} was flagged by {', '.join(decision.targets)} but its token selection picked no "
-                "token of the user's text, so it is answered uncorrupted",
-                stacklevel=4,
-            )
-        return _Row(ids, mask, replace(decision, corrupted_tokens=sum(mask)))
+    def plan(
+        self,
+        prompts: Prompts | Sequence[EncodedPrompt],
+        *,
+        chat: bool = False,
+        reserve: int | Sequence[int] = 0,
+        decisions: Sequence[GuardDecision] | None = None,
+        seed: int | None = None,
+        warn: bool = True,
+    ) -> Plan:
+        """Render, classify and tokenize ``prompts``, check them against the context (keeping ``reserve``
+        tokens free per prompt, for new or scored tokens) and build each one's corruption mask.
+
+        ``prompts`` may come from ``encode`` (or a plan's ``encoded``): they are not rendered or tokenized
+        again. ``decisions`` (one per prompt) stand in for the guard's: their own selections and corruptions
+        are applied, so a caller that classified the texts itself (the server, failing closed) plans them
+        as decided. ``seed`` seeds the noise (default: the guard's, 0 without a guard). ``warn=False`` is
+        for callers that handle a flagged prompt with an empty mask themselves.
+        """
+        encoded = list(prompts) if _is_encoded(prompts) else self.encode(prompts, chat=chat)
+        reserves = [reserve] * len(encoded) if isinstance(reserve, int) else list(reserve)
+        if len(reserves) != len(encoded):
+            raise PromptError(f"got {len(encoded)} prompts but {len(reserves)} continuations; give one per prompt")
+        if decisions is None and self.guard is not None:
+            decisions = self.guard.decide([e.prompt.user_text for e in encoded])
+        elif decisions is None:
+            decisions = [GuardDecision(False, [], {}) for _ in encoded]
+        elif len(decisions) != len(encoded):
+            raise PromptError(f"got {len(encoded)} prompts but {len(decisions)} decisions; give one per prompt")
+        if seed is None:
+            seed = self.guard.seed if self.guard else 0
+        seed = integer(seed, "seed", minimum=-(2**63), maximum=2**63 - 1, error=PromptError,
+                       what="a 64-bit signed integer")
+        rows = []
+        for i, (item, decision, extra) in enumerate(zip(encoded, decisions, reserves)):
+            ids, mask = self._fit_context(i, list(item.ids), token_mask(item, decision, self._special_ids), extra)
+            if warn and decision.flagged and not any(mask):
+                warnings.warn(
+                    f"prompt {i} was flagged by {', '.join(decision.targets)} but its token selection picked no "
+                    "token of the user's text, so it is answered uncorrupted",
+                    stacklevel=3,
+                )
+            rows.append(PlannedPrompt(item, ids, mask, replace(decision, corrupted_tokens=sum(mask))))
+        return Plan(rows, seed)
 
     def _fit_context(self, index: int, ids: list[int], mask: list[bool], extra: int) -> tuple[list[int], list[bool]]:
         if self.max_length is None or len(ids) + extra <= self.max_length:
@@ -157,16 +175,35 @@ class GuardedModel:
         warnings.warn(f"prompt {index} truncated from the left to {budget} of its {len(ids)} tokens", stacklevel=4)
         return ids[-budget:], mask[-budget:]
 
-    def _row_generator(self, ids: Sequence[int]) -> torch.Generator:
+    def _planned(self, prompts: Prompts | Plan, chat: bool, reserve: int | Sequence[int] = 0) -> Plan:
+        """``prompts`` planned, or the plan given, checked to leave ``reserve`` tokens free per prompt."""
+        if not isinstance(prompts, Plan):
+            return self.plan(prompts, chat=chat, reserve=reserve)
+        reserves = [reserve] * len(prompts) if isinstance(reserve, int) else list(reserve)
+        if len(reserves) != len(prompts):
+            raise PromptError(f"got {len(prompts)} prompts but {len(reserves)} continuations; give one per prompt")
+        if not prompts.rows:
+            raise PromptError("the plan has no prompts; plan at least one")
+        for i, (row, extra) in enumerate(zip(prompts.rows, reserves)):
+            if self.max_length is not None and len(row.ids) + extra > self.max_length:
+                raise PromptError(
+                    f"prompt {i} of the plan has {len(row.ids)} tokens; with {extra} more tokens it exceeds the "
+                    f"model's context of {self.max_length}. Plan it with reserve={extra}"
+                )
+        return prompts
+
+    @staticmethod
+    def _row_generator(ids: Sequence[int], seed: int) -> torch.Generator:
         """Noise seeded from the guard seed and the prompt tokens: same prompt, same corruption."""
         digest = hashlib.blake2b(digest_size=8)
-        digest.update(int(self.guard.seed).to_bytes(8, "little", signed=True))
+        digest.update(int(seed).to_bytes(8, "little", signed=True))
         digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
         return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
 
-    def _batch(self, rows: list[_Row], tails: Sequence[list[int]] | None = None) -> PrefillInputs:
+    def _batch(self, rows: Sequence[PlannedPrompt], seed: int,
+               tails: Sequence[list[int]] | None = None) -> PrefillInputs:
         """Left-pad ``rows`` (each followed by its uncorrupted ``tail``, if given) into a batch, with
-        corrupted input embeddings if any row has tokens to corrupt."""
+        corrupted input embeddings (noise seeded by ``seed``) if any row has tokens to corrupt."""
         tails = tails or [[] for _ in rows]
         seqs = [r.ids + t for r, t in zip(rows, tails)]
         width = max(len(s) for s in seqs)
@@ -188,7 +225,7 @@ class GuardedModel:
             start = width - len(seq)
             prompt = slice(start, start + len(row.ids))
             mask = torch.tensor([row.mask], device=self.device)
-            generator = self._row_generator(row.ids)
+            generator = self._row_generator(row.ids, seed)
             corrupted = embeds[b : b + 1, prompt]
             for spec in row.decision.corruptions:
                 corrupted = apply_corruption(spec, corrupted, mask, generator)
@@ -209,22 +246,24 @@ class GuardedModel:
         return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
 
     # ----------------------------------------------------------------------------------- public API
-    def decide(self, prompts: Prompts, *, chat: bool = False) -> list[GuardDecision]:
+    # Each method below takes prompts (planned here, ``chat`` applying) or a ``Plan`` (run as planned).
+    def decide(self, prompts: Prompts | Plan, *, chat: bool = False) -> list[GuardDecision]:
         """The guard's decisions for ``prompts`` (targets, scores, tokens that would be corrupted)."""
-        return [row.decision for row in self._rows(prompts, chat)]
+        return self._planned(prompts, chat).decisions
 
-    def prefill_inputs(self, prompts: Prompts, *, chat: bool = False, reserve_tokens: int = 0) -> PrefillInputs:
+    def prefill_inputs(self, prompts: Prompts | Plan, *, chat: bool = False, reserve_tokens: int = 0) -> PrefillInputs:
         """The left-padded prefill batch for ``prompts``, with corrupted embeddings for flagged rows.
 
         For running the prefill elsewhere (your own forward pass, an inference server that accepts
         prompt embeddings); ``reserve_tokens`` keeps room in the context for that many new tokens.
         """
-        return self._batch(self._rows(prompts, chat, reserve_tokens))
+        plan = self._planned(prompts, chat, reserve_tokens)
+        return self._batch(plan.rows, plan.seed)
 
     @torch.no_grad()
     def generate(
         self,
-        prompts: Prompts,
+        prompts: Prompts | Plan,
         *,
         chat: bool = False,
         max_new_tokens: int = 64,
@@ -244,8 +283,8 @@ class GuardedModel:
         Extra keyword arguments go to ``model.generate``; the global random state is left untouched.
         """
         check_generation_args(max_new_tokens, temperature, top_p)
-        rows = self._rows(prompts, chat, max_new_tokens)
-        chunks = self._chunks(rows, batch_size)
+        plan = self._planned(prompts, chat, max_new_tokens)
+        chunks = self._chunks(plan.rows, batch_size)
         sampling: dict[str, Any] = {"do_sample": temperature > 0}
         if temperature > 0:
             sampling.update(temperature=temperature, top_p=top_p, top_k=0)
@@ -256,7 +295,7 @@ class GuardedModel:
             if temperature > 0:
                 torch.manual_seed(seed)
             for chunk in chunks:
-                batch = self._batch(chunk)
+                batch = self._batch(chunk, plan.seed)
                 inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
                 if batch.inputs_embeds is not None:
                     inputs["inputs_embeds"] = batch.inputs_embeds
@@ -264,12 +303,12 @@ class GuardedModel:
                     **inputs, max_new_tokens=max_new_tokens, pad_token_id=self._pad_id, **sampling, **generate_kwargs
                 )
                 texts.extend(self.tokenizer.batch_decode(out[:, batch.input_ids.shape[1] :], skip_special_tokens=True))
-        return self._with_decisions(texts, rows, return_decisions)
+        return self._with_decisions(texts, plan, return_decisions)
 
     @torch.no_grad()
     def score(
         self,
-        prompts: Prompts,
+        prompts: Prompts | Plan,
         continuations: str | Sequence[str],
         *,
         chat: bool = False,
@@ -287,34 +326,40 @@ class GuardedModel:
         for i, tail in enumerate(tails):
             if not tail:
                 raise PromptError(f"continuation {i} is empty; there is nothing to score")
-        rows = self._rows(prompts, chat, [len(t) for t in tails])
+        plan = self._planned(prompts, chat, [len(t) for t in tails])
         results: list[torch.Tensor] = []
-        for chunk in self._chunks(list(zip(rows, tails)), batch_size):
+        for chunk in self._chunks(list(zip(plan.rows, tails)), batch_size):
             chunk_rows, chunk_tails = [r for r, _ in chunk], [t for _, t in chunk]
             keep = max(len(t) for t in chunk_tails) + 1
-            logits = self._forward(self._batch(chunk_rows, chunk_tails), keep)
+            logits = self._forward(self._batch(chunk_rows, plan.seed, chunk_tails), keep)
             for b, tail in enumerate(chunk_tails):
                 # kept position keep-1 predicts the token after the last one; tail token j is predicted by
                 # kept position keep-1-len(tail)+j
                 predicting = logits[b, keep - 1 - len(tail) : keep - 1]
                 logprobs = torch.log_softmax(predicting, dim=-1)
                 results.append(logprobs.gather(-1, torch.tensor(tail, device=logprobs.device)[:, None])[:, 0].cpu())
-        return self._with_decisions(results, rows, return_decisions)
+        return self._with_decisions(results, plan, return_decisions)
 
     @torch.no_grad()
     def next_token_logits(
         self,
-        prompts: Prompts,
+        prompts: Prompts | Plan,
         *,
         chat: bool = False,
         batch_size: int = 8,
         return_decisions: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[GuardDecision]]:
         """Logits ``[B, V]`` (float32) of the token after each prompt."""
-        rows = self._rows(prompts, chat)
-        logits = torch.cat([self._forward(self._batch(chunk), 1)[:, -1].cpu() for chunk in self._chunks(rows, batch_size)])
-        return self._with_decisions(logits, rows, return_decisions)
+        plan = self._planned(prompts, chat)
+        chunks = self._chunks(plan.rows, batch_size)
+        logits = torch.cat([self._forward(self._batch(chunk, plan.seed), 1)[:, -1].cpu() for chunk in chunks])
+        return self._with_decisions(logits, plan, return_decisions)
 
     @staticmethod
-    def _with_decisions(result: Any, rows: list[_Row], return_decisions: bool) -> Any:
-        return (result, [r.decision for r in rows]) if return_decisions else result
+    def _with_decisions(result: Any, plan: Plan, return_decisions: bool) -> Any:
+        return (result, plan.decisions) if return_decisions else result
+
+
+def _is_encoded(prompts: Any) -> bool:
+    """Whether ``prompts`` are already rendered and tokenized (``GuardedModel.encode``)."""
+    return isinstance(prompts, Sequence) and bool(prompts) and all(isinstance(p, EncodedPrompt) for p in prompts)

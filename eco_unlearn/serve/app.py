@@ -27,7 +27,7 @@ from . import openai_format as fmt
 from .audit import AuditEntry, AuditLog, AuditMiddleware
 from .backends import Backend, ClassifierRefused
 from .errors import APIError, BodyLimitMiddleware, install_error_handlers
-from .reload import classify
+from .failclosed import classify
 from .generation import END, MIN_TEMPERATURE, ChoiceResult, GenerationParams, Prepared
 from .schemas import ChatRequest, ClassifyRequest, CompletionRequest, ReloadRequest, SamplingFields
 

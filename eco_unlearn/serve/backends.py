@@ -18,13 +18,14 @@ from transformers import StoppingCriteriaList
 from ..errors import EcoUnlearnError, PromptError
 from ..runtime.guard import Guard
 from ..runtime.guarded import GuardedModel
-from ..models import context_length
-from ..runtime.prompts import PromptInput, render_prompts
+from ..runtime.plan import Plan, PlannedPrompt
+from ..runtime.prompts import PromptInput
 from .batcher import Job, MicroBatcher
 from .config import ServeConfig
 from .errors import APIError
+from .failclosed import classify, plan_failing_closed
 from .generation import ChoiceResult, GenerationHandle, GenerationParams, Prepared, RowCollector
-from .reload import DecidedGuard, GuardHolder, GuardSnapshot, check_selections, classify
+from .reload import GuardHolder, GuardSnapshot
 
 __all__ = ["Backend", "ClassifierRefused", "LocalBackend", "build_backend", "internal_error", "prepare_prompts"]
 
@@ -70,40 +71,52 @@ class Backend(Protocol):
 
 
 def prepare_prompts(
-    tokenizer: Any,
+    guarded: GuardedModel,
     prompts: Sequence[PromptInput],
     max_tokens: int | None,
-    context: int | None,
     *,
     default_max_tokens: int,
-    truncation: str = "error",
     param: str = "prompt",
 ) -> list[Prepared]:
-    """Render and tokenize prompts, and check them and ``max_tokens`` against the model's context.
+    """Render and tokenize prompts (once: generation plans from these tokens), and check them and
+    ``max_tokens`` against the context of ``guarded`` (its ``max_length``; with its ``truncation="left"``
+    a long prompt is truncated later instead of refused).
 
     ``max_tokens`` None means the client gave no limit: each prompt gets ``default_max_tokens``, or what
     is left of the context if that is less. Problems raise ``APIError`` 400 naming ``param``.
     """
+    context = guarded.max_length
     if context is not None and max_tokens is not None and max_tokens >= context:
         raise APIError(400, f"max_tokens={max_tokens} does not fit the model's context of {context} tokens",
                        param="max_tokens", code="invalid_value")
     try:
-        rendered = render_prompts(list(prompts), tokenizer, chat=False)
+        encoded = guarded.encode(list(prompts), chat=False)
     except PromptError as exc:
         raise APIError(400, str(exc), param=param, code="invalid_prompt") from None
     prepared = []
-    for i, (prompt, item) in enumerate(zip(prompts, rendered)):
-        n = len(tokenizer(item.text, add_special_tokens=item.add_special_tokens)["input_ids"])
+    for i, (prompt, item) in enumerate(zip(prompts, encoded)):
+        n = len(item.ids)
         limit = max_tokens
         if limit is None:
             limit = default_max_tokens if context is None else max(1, min(default_max_tokens, context - n))
-        if context is not None and n + limit > context and truncation == "error":
+        if context is not None and n + limit > context and guarded.truncation == "error":
             where = f"{param} {i}" if len(prompts) > 1 else f"the {param}"
             raise APIError(400, f"{where} has {n} tokens; with max_tokens={limit} it exceeds the model's context of "
                            f"{context} tokens. Shorten it or lower max_tokens", param=param,
                            code="context_length_exceeded")
-        prepared.append(Prepared(prompt, item.user_text, n, limit, item.add_special_tokens, item.text))
+        prepared.append(Prepared(prompt, item, limit))
     return prepared
+
+
+@dataclass(eq=False)
+class LocalRequest:
+    """What a ``LocalBackend`` job carries: one request's prompts, its settings, the guard snapshot it
+    arrived with and the handle that answers it."""
+
+    prepared: list[Prepared]
+    params: GenerationParams
+    snapshot: GuardSnapshot
+    handle: GenerationHandle
 
 
 class LocalBackend:
@@ -118,8 +131,9 @@ class LocalBackend:
                  force: bool = False, truncation: str = "error") -> None:
         self.model, self.tokenizer, self.config, self.truncation = model, tokenizer, config, truncation
         self.guards = GuardHolder(model, guard, config.guard_path, force=force)
-        self.context = context_length(model)
-        self._guarded = GuardedModel(model, tokenizer, truncation=truncation)  # used by the worker thread only
+        # Unguarded: each batch is planned with its snapshot's decisions and seed (plan_failing_closed).
+        self._guarded = GuardedModel(model, tokenizer, truncation=truncation)
+        self.context = self._guarded.max_length
         eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
         eos_token = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -129,8 +143,8 @@ class LocalBackend:
 
     def prepare(self, prompts: Sequence[PromptInput], max_tokens: int | None, *,
                 param: str = "prompt") -> list[Prepared]:
-        return prepare_prompts(self.tokenizer, prompts, max_tokens, self.context, param=param,
-                               default_max_tokens=self.config.default_max_tokens, truncation=self.truncation)
+        return prepare_prompts(self._guarded, prompts, max_tokens, param=param,
+                               default_max_tokens=self.config.default_max_tokens)
 
     async def start(self) -> None:
         self.batcher.start()
@@ -142,7 +156,8 @@ class LocalBackend:
                      snapshot: GuardSnapshot) -> GenerationHandle:
         handle = GenerationHandle(asyncio.get_running_loop())
         key = None if params.batch_key() is None else (params.batch_key(), snapshot.generation)
-        self.batcher.submit(Job(key, len(prepared), (prepared, params, snapshot, handle), lambda: handle.cancelled,
+        request = LocalRequest(prepared, params, snapshot, handle)
+        self.batcher.submit(Job(key, len(prepared), request, lambda: handle.cancelled,
                                 new_tokens=max(p.max_tokens for p in prepared), room=self._room(prepared),
                                 fail=lambda exc: handle.fail(internal_error(exc))))
         return handle
@@ -155,76 +170,70 @@ class LocalBackend:
         return min(max(p.max_tokens, self.context - p.prompt_tokens) for p in prepared)
 
     # ------------------------------------------------------------------------------ worker thread
-    def _run(self, jobs: list[Job]) -> None:
-        """Classify every prompt of the batch, refuse or fail-close what the guard could not judge (the
-        classifier failed, or a flagged prompt's token selection picked nothing), and generate the rest in
-        one call. Anything that raises here fails the whole batch: the batcher answers each job with a 500."""
-        snapshot: GuardSnapshot = jobs[0].payload[2]
-        rows = [p for job in jobs for p in job.payload[0]]
-        classified = classify(snapshot.guard, [p.user_text for p in rows])
-        classified = check_selections(self._guarded, snapshot.guard, [p.prompt for p in rows],
-                                      [p.max_tokens for p in rows], classified)
+    def _run(self, jobs: list[Job[LocalRequest]]) -> None:
+        """Classify every prompt of the batch, plan it from the tokens ``prepare`` made, refuse or fail-close
+        what the guard could not judge (the classifier failed, or a flagged prompt's token selection picked
+        nothing), and generate the rest in one call. Anything that raises here fails the whole batch: the
+        batcher answers each job with a 500."""
+        requests = [job.payload for job in jobs]
+        snapshot = requests[0].snapshot
+        prepared = [p for request in requests for p in request.prepared]
+        classified = classify(snapshot.guard, [p.user_text for p in prepared])
+        plan, classified = plan_failing_closed(self._guarded, snapshot.guard, [p.encoded for p in prepared],
+                                               [p.max_tokens for p in prepared], classified)
         failures = classified.failures()
         live: list[_Live] = []
         offset = 0
-        for job in jobs:
-            prepared, _, _, handle = job.payload
-            part = slice(offset, offset + len(prepared))
-            offset += len(prepared)
+        for request in requests:
+            part = slice(offset, offset + len(request.prepared))
+            offset += len(request.prepared)
             if any(failures[part]) and self.config.on_classifier_error == "refuse":
-                handle.fail(ClassifierRefused(failures[part]))
+                request.handle.fail(ClassifierRefused(failures[part]))
                 continue
-            decisions = classified.decisions[part]
-            handle.set_decided(decisions, failures[part])
-            live.extend(_Live(job, i, p, d) for i, (p, d) in enumerate(zip(prepared, decisions)))
+            request.handle.set_decided(classified.decisions[part], failures[part])
+            live.extend(_Live(request, i, p, row) for i, (p, row) in enumerate(zip(request.prepared, plan.rows[part])))
         if not live:
             return
         try:
-            self._generate(live, jobs[0].payload[1], snapshot)
+            self._generate(live, Plan([item.row for item in live], plan.seed), requests[0].params)
         except Exception as exc:
             log.exception("generation failed")
-            for job in dict.fromkeys(row.job for row in live):
-                job.payload[3].fail(internal_error(exc))
+            for request in dict.fromkeys(item.request for item in live):
+                request.handle.fail(internal_error(exc))
 
-    def _generate(self, live: list["_Live"], params: GenerationParams, snapshot: GuardSnapshot) -> None:
+    def _generate(self, live: list["_Live"], plan: Plan, params: GenerationParams) -> None:
         rows = []
         for item in live:
-            handle: GenerationHandle = item.job.payload[3]
+            handle = item.request.handle
             rows.append(RowCollector.row(
-                item.prepared.max_tokens, item.job.payload[1].stop,
+                item.prepared.max_tokens, item.request.params.stop,
                 emit=lambda text, h=handle, i=item.index: h.emit(i, text), cancelled=lambda h=handle: h.cancelled,
             ))
         collector = RowCollector(self.tokenizer, self.eos_ids, rows)
-        guarded = self._guarded
-        guarded.guard = DecidedGuard(snapshot.guard, [item.decision for item in live]) if snapshot.guard else None
-        try:
-            _, decisions = guarded.generate(
-                [item.prepared.prompt for item in live], chat=False,
-                max_new_tokens=max(item.prepared.max_tokens for item in live),
-                temperature=params.temperature, top_p=params.top_p, seed=params.seed, batch_size=len(live),
-                return_decisions=True, stopping_criteria=StoppingCriteriaList([collector]),
-            )
-        finally:
-            guarded.guard = None
+        self._guarded.generate(
+            plan, max_new_tokens=max(item.prepared.max_tokens for item in live), temperature=params.temperature,
+            top_p=params.top_p, seed=params.seed, batch_size=len(live),
+            stopping_criteria=StoppingCriteriaList([collector]),
+        )
         collector.finalize()
-        results: dict[int, list[ChoiceResult]] = {}
-        for item, row, decision in zip(live, rows, decisions):
+        results: dict[LocalRequest, list[ChoiceResult]] = {}
+        for item, row in zip(live, rows):
             finish = row.finish if row.finish in ("stop", "length") else "stop"
-            results.setdefault(id(item.job), []).append(ChoiceResult(
-                item.index, row.text, finish, item.prepared.prompt_tokens, len(row.ids), decision,
+            results.setdefault(item.request, []).append(ChoiceResult(
+                item.index, row.text, finish, item.prepared.prompt_tokens, len(row.ids), item.row.decision,
             ))
-        for job in dict.fromkeys(item.job for item in live):
-            job.payload[3].finish(results[id(job)])
+        for request, choices in results.items():
+            request.handle.finish(choices)
 
 
 @dataclass
 class _Live:
     """A prompt of the batch that the classifier judged (or that fails closed) and will be generated."""
 
-    job: Job
+    request: LocalRequest
     index: int
     prepared: Prepared
-    decision: Any
+    row: PlannedPrompt
 
 
 def build_backend(model: str, config: ServeConfig, *, backend: str = "local", vllm_url: str | None = None,

@@ -17,7 +17,7 @@ import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Callable, Generic, Hashable, TypeVar
 
 from ..errors import ServerError
 
@@ -25,14 +25,17 @@ __all__ = ["Job", "MicroBatcher"]
 
 log = logging.getLogger("eco_unlearn.serve")
 
+P = TypeVar("P")
+
 
 @dataclass(eq=False)
-class Job:
-    """One request's prompts, with the key that says which other jobs it may share a batch with."""
+class Job(Generic[P]):
+    """One request's prompts (``payload``: whatever ``run`` needs of it), with the key that says which other
+    jobs it may share a batch with."""
 
     key: Hashable | None  # None: never batched with another job
     rows: int
-    payload: Any
+    payload: P
     cancelled: Callable[[], bool] = lambda: False
     new_tokens: int = 0  # the most tokens any of its prompts generates
     room: float = math.inf  # the most new tokens its prompts can share a generate call with

@@ -18,13 +18,13 @@ import torch
 
 from ..runtime.guard import Guard
 from ..runtime.guarded import GuardedModel
-from ..models import context_length
 from ..runtime.prompts import PromptInput
 from .backends import ClassifierRefused, prepare_prompts
 from .config import ServeConfig
 from .errors import APIError
+from .failclosed import Classified, classify, plan_failing_closed
 from .generation import ChoiceResult, GenerationHandle, GenerationParams, Prepared
-from .reload import Classified, DecidedGuard, GuardHolder, GuardSnapshot, check_selections, classify
+from .reload import GuardHolder, GuardSnapshot
 from .vllm import completion_body, encode_prompt_embeds
 
 __all__ = ["VLLMGateway"]
@@ -49,14 +49,17 @@ class VLLMGateway:
         self.upstream_model = upstream_model or config.model_id
         self.payload_dtype, self.timeout = payload_dtype, timeout
         self.guards = GuardHolder(model, guard, config.guard_path, force=force)
-        self.context = context_length(model)
+        # Unguarded and never changed: each request is planned with its snapshot's decisions and seed, so
+        # concurrent requests share it safely.
+        self._guarded = GuardedModel(model, tokenizer)
+        self.context = self._guarded.max_length
         self.client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task] = set()
         tokenizer("warm up")  # settle the tokenizer's padding/truncation state before threads share it
 
     def prepare(self, prompts: Sequence[PromptInput], max_tokens: int | None, *,
                 param: str = "prompt") -> list[Prepared]:
-        return prepare_prompts(self.tokenizer, prompts, max_tokens, self.context,
+        return prepare_prompts(self._guarded, prompts, max_tokens,
                                default_max_tokens=self.config.default_max_tokens, param=param)
 
     async def start(self) -> None:
@@ -78,21 +81,19 @@ class VLLMGateway:
 
     # ----------------------------------------------------------------------------------------------
     def encode(self, prepared: list[Prepared], snapshot: GuardSnapshot) -> tuple[Classified, list[dict[str, Any]]]:
-        """Classify the prompts and build each one's prompt part: corrupted ``prompt_embeds`` or plain text.
+        """Classify the prompts, plan them from the tokens ``prepare`` made, and build each one's prompt part:
+        corrupted ``prompt_embeds`` or plain text.
 
         The classification's decisions come back with their corrupted-token counts filled in; no parts when
         a prompt fails closed (its classifier failed, or it is flagged with no token selected) under the
         ``refuse`` policy.
         """
-        guarded = GuardedModel(self.model, self.tokenizer)  # one per call: its guard is set for this call only
         classified = classify(snapshot.guard, [p.user_text for p in prepared])
-        classified = check_selections(guarded, snapshot.guard, [p.prompt for p in prepared], [0] * len(prepared),
-                                      classified)
+        plan, classified = plan_failing_closed(self._guarded, snapshot.guard, [p.encoded for p in prepared],
+                                               [0] * len(prepared), classified)
         if classified.fails_closed and self.config.on_classifier_error == "refuse":
             return classified, []
-        if snapshot.guard is not None:
-            guarded.guard = DecidedGuard(snapshot.guard, classified.decisions)
-        batch = guarded.prefill_inputs([p.prompt for p in prepared], chat=False)
+        batch = self._guarded.prefill_inputs(plan)
         parts = []
         for b, (p, decision) in enumerate(zip(prepared, batch.decisions)):
             if batch.inputs_embeds is not None and decision.corrupted_tokens > 0:
@@ -100,7 +101,7 @@ class VLLMGateway:
                 parts.append({"prompt_embeds": encode_prompt_embeds(embeds, self.payload_dtype)})
             else:
                 parts.append({"text": p.text, "add_special_tokens": p.add_special_tokens})
-        return Classified(batch.decisions, classified.errors, classified.selection_errors), parts
+        return classified, parts
 
     async def _forward(self, handle: GenerationHandle, prepared: list[Prepared], params: GenerationParams,
                        snapshot: GuardSnapshot) -> None:

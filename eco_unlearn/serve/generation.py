@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..runtime.guard import GuardDecision
+from ..runtime.plan import EncodedPrompt
 from ..runtime.prompts import PromptInput
 
 __all__ = [
@@ -50,14 +51,30 @@ class GenerationParams:
 
 @dataclass
 class Prepared:
-    """A prompt checked against the context: what the classifier sees and how many tokens it has."""
+    """A prompt as the client sent it, rendered and tokenized once (``encoded``, what generation plans
+    from), and checked with its ``max_tokens`` against the context."""
 
     prompt: PromptInput
-    user_text: str
-    prompt_tokens: int
+    encoded: EncodedPrompt
     max_tokens: int
-    add_special_tokens: bool = True
-    text: str = ""
+
+    @property
+    def user_text(self) -> str:
+        """What the classifier sees: the user's own text."""
+        return self.encoded.prompt.user_text
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.encoded.ids)
+
+    @property
+    def text(self) -> str:
+        """The rendered prompt, chat template included."""
+        return self.encoded.prompt.text
+
+    @property
+    def add_special_tokens(self) -> bool:
+        return self.encoded.prompt.add_special_tokens
 
 
 @dataclass

@@ -108,3 +108,27 @@ def record_forward(model):
     finally:
         for handle in handles:
             handle.remove()
+
+
+@pytest.fixture
+def encodings(monkeypatch):
+    """Record, from here on and in every thread, each prompt rendered (``render_prompt``) and each text the
+    tokenizers are called on: ``{"rendered": [prompt, ...], "tokenized": [text, ...]}``."""
+    from transformers import PreTrainedTokenizerBase
+
+    import eco_unlearn.runtime.prompts as prompts
+
+    calls: dict[str, list] = {"rendered": [], "tokenized": []}
+    render, tokenize = prompts.render_prompt, PreTrainedTokenizerBase.__call__
+
+    def counting_render(prompt, *args, **kwargs):
+        calls["rendered"].append(prompt)
+        return render(prompt, *args, **kwargs)
+
+    def counting_tokenize(self, *args, **kwargs):
+        calls["tokenized"].append(args[0] if args else kwargs.get("text"))
+        return tokenize(self, *args, **kwargs)
+
+    monkeypatch.setattr(prompts, "render_prompt", counting_render)
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", counting_tokenize)
+    return calls

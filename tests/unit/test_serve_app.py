@@ -18,7 +18,7 @@ import torch
 from eco_unlearn import CorruptionSpec, Guard, GuardedModel, Target, TokenSelection
 from eco_unlearn.classifier import CLASSIFIERS, ConstantClassifier
 from eco_unlearn.serve import LocalBackend, ServeConfig, create_app
-from eco_unlearn.serve.reload import NO_TOKEN_TARGET
+from eco_unlearn.serve.failclosed import NO_TOKEN_TARGET
 from eco_unlearn.serve.server import ServerThread
 from unit_helpers import StatelessClassifier, exploding_guard, make_guard
 
@@ -140,6 +140,32 @@ def test_concurrent_requests_are_batched_and_equal_alone(model, tok, tmp_path, g
                 model="tiny", prompt=p, max_tokens=5 + len(p) % 3, temperature=0).choices[0].text, prompts))
     assert max(backend.batcher.batches) > 1, backend.batcher.batches
     assert texts == [guarded.generate(p, max_new_tokens=5 + len(p) % 3)[0] for p in prompts]
+
+
+def test_each_prompt_is_rendered_and_tokenized_once_per_request(server, tok, guarded, encodings):
+    """prepare renders and tokenizes each prompt; the worker plans and generates from those tokens."""
+    client = openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0)
+    rendered = tok.apply_chat_template(CHAT_FLAGGED, tokenize=False, add_generation_prompt=True)
+    def chat():
+        r = client.chat.completions.create(model="tiny", messages=CHAT_FLAGGED, max_tokens=4, temperature=0)
+        return [r.choices[0].message.content]
+
+    def two_prompts():
+        r = client.completions.create(model="tiny", prompt=[FLAGGED, CLEAN], max_tokens=4, temperature=0)
+        return [c.text for c in r.choices]
+
+    def streamed():
+        chunks = client.completions.create(model="tiny", prompt=FLAGGED, max_tokens=4, temperature=0, stream=True)
+        return ["".join(c.choices[0].text for c in chunks)]
+
+    requests = [(chat, [CHAT_FLAGGED], [rendered]), (two_prompts, [FLAGGED, CLEAN], [FLAGGED, CLEAN]),
+                (streamed, [FLAGGED], [FLAGGED])]
+    for send, prompts, texts in requests:
+        encodings["rendered"].clear()
+        encodings["tokenized"].clear()
+        answers = send()
+        assert encodings == {"rendered": prompts, "tokenized": texts}
+        assert answers == guarded.generate(prompts, max_new_tokens=4)  # still guarded, as GuardedModel does
 
 
 def test_models_health_and_classify(server):

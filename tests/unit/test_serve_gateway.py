@@ -107,6 +107,23 @@ def test_gateway_sends_corrupted_embeddings_for_flagged_and_text_for_the_rest(sa
     assert audit[0]["corrupted_tokens"] == 4 and audit[0]["prompts"][0]["prompt_tokens"] == expected.shape[0]
 
 
+def test_gateway_renders_and_tokenizes_each_prompt_once(saved, model, upstream, tmp_path, encodings):
+    with gateway_server(saved, model, upstream.url, tmp_path) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        rendered = saved[1].apply_chat_template(CHAT_FLAGGED, tokenize=False, add_generation_prompt=True)
+        for send, prompts, texts in [
+            (lambda: client.chat.completions.create(model="tiny", messages=CHAT_FLAGGED, max_tokens=3),
+             [CHAT_FLAGGED], [rendered]),
+            (lambda: client.completions.create(model="tiny", prompt=[FLAGGED, CLEAN], max_tokens=3),
+             [FLAGGED, CLEAN], [FLAGGED, CLEAN]),
+        ]:
+            encodings["rendered"].clear()
+            encodings["tokenized"].clear()
+            send()
+            assert encodings == {"rendered": prompts, "tokenized": texts}
+    assert [r["kind"] for r in upstream.requests][0] == "embeds"
+
+
 def test_gateway_streams_chat_and_completions(saved, model, upstream, tmp_path):
     with gateway_server(saved, model, upstream.url, tmp_path) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)

@@ -6,17 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
+from pathlib import Path
 
 import pytest
 import torch
 
-from eco_unlearn import CorruptionSpec, Guard, GuardError, KeywordClassifier, Target
+import eco_unlearn.serve
+import eco_unlearn.serve.reload as reload_module
+from eco_unlearn import CorruptionSpec, Guard, GuardError, KeywordClassifier, Target, fingerprint
 from eco_unlearn.serve import LocalBackend, ServeConfig
 from eco_unlearn.serve.audit import AuditLog
 from eco_unlearn.serve.batcher import Job, MicroBatcher
+from eco_unlearn.serve.failclosed import FAIL_CLOSED_TARGET, classify
 from eco_unlearn.serve.generation import GenerationParams, RowCollector
-from eco_unlearn.serve.reload import FAIL_CLOSED_TARGET, GuardHolder, classify
+from eco_unlearn.serve.reload import GuardHolder
 from unit_helpers import StatelessClassifier, make_guard
 
 
@@ -182,6 +187,16 @@ def test_guard_holder_reload_checks_before_swapping(model, other_model, tmp_path
     assert after.generation == 1 and after.version == before.version and after.path == str(first)
 
 
+def test_guard_holder_fingerprints_the_model_once_for_every_reload(model, tmp_path, monkeypatch):
+    make_guard(model).save(tmp_path / "guard")
+    calls = []
+    monkeypatch.setattr(reload_module, "fingerprint", lambda m: calls.append(m) or fingerprint(m))
+    holder = GuardHolder(model, Guard.load(tmp_path / "guard"), str(tmp_path / "guard"))
+    for _ in range(3):
+        holder.reload()
+    assert calls == [model] and holder.current.generation == 3
+
+
 def test_in_flight_snapshot_keeps_the_old_guard_after_reload(model, tok, tmp_path):
     """A request holds the snapshot it arrived with: generation after a reload still uses the old guard."""
     make_guard(model, keywords=("Paris",), name="paris").save(tmp_path / "paris")
@@ -262,3 +277,12 @@ def test_guard_holder_reload_classifies_a_probe_before_swapping(model, tmp_path,
     assert holder.current is before
     monkeypatch.undo()
     assert holder.reload().generation == 1
+
+
+def test_the_server_uses_only_the_runtimes_public_api():
+    """No guard swapped into a GuardedModel, no private planning helper called (what
+    ``git grep -n "\\._rows\\|\\._strongest\\|\\.guard = " eco_unlearn/serve`` checks)."""
+    pattern = re.compile(r"\._rows|\._strongest|\.guard = ")
+    found = [f"{path.name}:{n}: {line.strip()}" for path in sorted(Path(eco_unlearn.serve.__file__).parent.glob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert found == []
