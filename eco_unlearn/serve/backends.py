@@ -15,7 +15,7 @@ from typing import Any, Protocol, Sequence
 
 from transformers import StoppingCriteriaList
 
-from ..errors import EcoUnlearnError, PromptError
+from ..errors import PromptError, ServeConfigError
 from ..runtime.guard import Guard
 from ..runtime.guarded import GuardedModel
 from ..runtime.plan import Plan, PlannedPrompt
@@ -247,12 +247,12 @@ def build_backend(model: str, config: ServeConfig, *, backend: str = "local", vl
     ``config.model_id``) as a ``VLLMGateway``. The guard loads first, so a broken one fails before the model.
     """
     if backend not in ("local", "vllm"):
-        raise EcoUnlearnError(f"unknown backend {backend!r}; choose 'local' or 'vllm'")
+        raise ServeConfigError(f"unknown backend {backend!r}; choose 'local' or 'vllm'")
     if backend == "vllm" and not vllm_url:
-        raise EcoUnlearnError("the vllm backend needs vllm_url (--vllm-url), the vLLM server's address, "
+        raise ServeConfigError("the vllm backend needs vllm_url (--vllm-url), the vLLM server's address, "
                               "e.g. http://127.0.0.1:8001")
     if backend == "vllm" and truncation != "error":
-        raise EcoUnlearnError(f"truncation={truncation!r} (--truncation) is not supported by the vllm backend")
+        raise ServeConfigError(f"truncation={truncation!r} (--truncation) is not supported by the vllm backend")
     guard = Guard.load(config.guard_path) if config.guard_path is not None else None
     if backend == "local":
         from ..models import load_model

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+from ..errors import ClassifierError
 from ..runtime.guard import Guard, GuardDecision, strongest_corruptions
 from ..runtime.guarded import GuardedModel
 from ..runtime.plan import EncodedPrompt, Plan
@@ -69,7 +70,7 @@ def decide_finite(guard: Guard, texts: list[str]) -> list[GuardDecision]:
     for decision in decisions:
         bad = sorted(name for name, score in decision.scores.items() if not math.isfinite(score))
         if bad:
-            raise ValueError(f"non-finite score from target(s) {', '.join(bad)}")
+            raise ClassifierError(f"non-finite score from target(s) {', '.join(bad)}")
     return decisions
 
 
