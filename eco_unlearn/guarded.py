@@ -7,17 +7,18 @@ flagged prompt run the plain ``input_ids`` path, so unflagged traffic costs noth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 
 from .corruption import apply_corruption
-from .errors import PromptError
+from .errors import ModelError, PromptError
 from .guard import Guard, GuardDecision
 from .models import context_length
 from .prompts import PromptInput, RenderedPrompt, render_prompts
@@ -93,7 +94,14 @@ class GuardedModel:
         self.max_length = max_length or context_length(model)
         self._special_ids = set(tokenizer.all_special_ids)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        forward_args = inspect.signature(model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in forward_args
+        # ALiBi models (BLOOM, MPT) take no position_ids: they read positions off the attention mask, and
+        # BLOOM in transformers 4.x warns on every call that gets them
+        self._takes_positions = "position_ids" in forward_args
+        # models with per-layer token embeddings (Gemma 3n, Gemma 4) also look input_ids up in another table
+        base = getattr(model, "base_model", model)
+        self._embeds_ids_too = "per_layer_inputs" in inspect.signature(base.forward).parameters
         self.guard: Guard | None = None
         if guard is not None:
             self.attach(guard, force=force)
@@ -197,12 +205,50 @@ class GuardedModel:
             embeds[b : b + 1, prompt] = corrupted
         return PrefillInputs(ids, attention, embeds, decisions)
 
+    @contextlib.contextmanager
+    def _prefill(self, batch: PrefillInputs, *, generating: bool) -> Iterator[dict[str, torch.Tensor]]:
+        """The token arguments of a forward pass (``generating``: of ``model.generate``) whose prefill embeds
+        the prompts as ``batch.inputs_embeds``.
+
+        Most models take ``inputs_embeds``. Models with per-layer token embeddings need the ids as well, and
+        ``generate`` refuses ``inputs_embeds`` where ``prepare_inputs_for_generation`` does not name them (the
+        test transformers itself makes); these models get ``input_ids`` instead, and their embedding layer
+        returns ``batch.inputs_embeds`` in the one call that embeds the prompt batch.
+        """
+        if batch.inputs_embeds is None:
+            yield {"input_ids": batch.input_ids}
+            return
+        takes_embeds = not self._embeds_ids_too and (
+            not generating or "inputs_embeds" in inspect.signature(self.model.prepare_inputs_for_generation).parameters
+        )
+        if takes_embeds:
+            # generate() also gets the ids it returns ahead of the new tokens
+            yield {"inputs_embeds": batch.inputs_embeds, **({"input_ids": batch.input_ids} if generating else {})}
+            return
+        pending = [batch.inputs_embeds]
+
+        def swap(module: Any, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor | None:
+            ids = args[0] if args else next(iter(kwargs.values()), None)
+            hit = bool(pending) and isinstance(ids, torch.Tensor) and torch.equal(ids, batch.input_ids)
+            return pending.pop() if hit else None
+
+        handle = self.model.get_input_embeddings().register_forward_hook(swap, with_kwargs=True)
+        try:
+            yield {"input_ids": batch.input_ids}
+        finally:
+            handle.remove()
+        if pending:  # fail closed: a flagged prompt is never answered uncorrupted
+            raise ModelError(f"{type(self.model).__name__} did not embed the prompts, so none could be corrupted")
+
     def _forward(self, batch: PrefillInputs, keep: int) -> torch.Tensor:
         """Logits of the last ``keep`` positions of a left-padded batch, as float32."""
-        inputs = {"inputs_embeds": batch.inputs_embeds} if batch.inputs_embeds is not None else {"input_ids": batch.input_ids}
+        extra: dict[str, Any] = {"attention_mask": batch.attention_mask}
         if self._keeps_logits:
-            inputs["logits_to_keep"] = keep  # saves a [B, T, V] tensor on large vocabularies
-        out = self.model(**inputs, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+            extra["logits_to_keep"] = keep  # saves a [B, T, V] tensor on large vocabularies
+        if self._takes_positions:
+            extra["position_ids"] = batch.position_ids
+        with self._prefill(batch, generating=False) as inputs:
+            out = self.model(**inputs, **extra)
         return out.logits[:, -keep:].float()
 
     @staticmethod
@@ -260,12 +306,11 @@ class GuardedModel:
                 torch.manual_seed(seed)
             for chunk in chunks:
                 batch = self._batch(chunk)
-                inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-                if batch.inputs_embeds is not None:
-                    inputs["inputs_embeds"] = batch.inputs_embeds
-                out = self.model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, pad_token_id=self._pad_id, **sampling, **generate_kwargs
-                )
+                with self._prefill(batch, generating=True) as inputs:
+                    out = self.model.generate(
+                        **inputs, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
+                        pad_token_id=self._pad_id, **sampling, **generate_kwargs,
+                    )
                 texts.extend(self.tokenizer.batch_decode(out[:, batch.input_ids.shape[1] :], skip_special_tokens=True))
         return self._with_decisions(texts, rows, return_decisions)
 
