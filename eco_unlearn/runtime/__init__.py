@@ -6,14 +6,15 @@ corruption) is the artifact it applies. Everything here runs per request; nothin
 
 from .corruption import CORRUPTIONS, Corruption, CorruptionSpec, apply_corruption, get_corruption, register_corruption
 from .guard import Guard, GuardDecision, Target, strongest_corruptions
-from .guarded import GuardedModel, PrefillInputs
+from .guarded import GuardedModel
+from .prefill import ModelInputs, PrefillInputs
 from .plan import EncodedPrompt, Plan, PlannedPrompt, encode_prompts
 from .prompts import PromptInput, RenderedPrompt, render_prompts
 from .tokens import SELECTION_STRATEGIES, TokenSelection
 
 __all__ = [
     "CORRUPTIONS", "SELECTION_STRATEGIES", "Corruption", "CorruptionSpec", "EncodedPrompt", "Guard", "GuardDecision",
-    "GuardedModel", "Plan", "PlannedPrompt", "PrefillInputs", "PromptInput", "RenderedPrompt", "Target",
+    "GuardedModel", "ModelInputs", "Plan", "PlannedPrompt", "PrefillInputs", "PromptInput", "RenderedPrompt", "Target",
     "TokenSelection", "apply_corruption", "encode_prompts", "get_corruption", "register_corruption", "render_prompts",
     "strongest_corruptions",
 ]

@@ -11,10 +11,9 @@ mask); a caller that must inspect a batch before running it builds the ``Plan`` 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 from typing import Any, Literal, Sequence
 
@@ -25,6 +24,7 @@ from ..errors import PromptError
 from .guard import Guard, GuardDecision
 from ..models import ModelFingerprint, context_length, fingerprint
 from .plan import EncodedPrompt, Plan, PlannedPrompt, encode_prompts, token_mask
+from .prefill import ModelInputs, PrefillInputs
 from .prompts import PromptInput
 from ..validation import integer, number
 
@@ -32,25 +32,6 @@ __all__ = ["GuardedModel", "PrefillInputs", "check_generation_args"]
 
 Truncation = Literal["error", "left"]
 Prompts = PromptInput | Sequence[PromptInput]
-
-
-@dataclass
-class PrefillInputs:
-    """What the prefill pass receives for a left-padded batch.
-
-    ``inputs_embeds`` is None when no prompt is flagged (then ``input_ids`` is all the model needs);
-    otherwise it holds every row's embeddings, corrupted where the guard decided.
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    inputs_embeds: torch.Tensor | None
-    decisions: list[GuardDecision]
-
-    @property
-    def position_ids(self) -> torch.Tensor:
-        """Positions counted from each row's first real token (left padding does not shift them)."""
-        return (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def check_generation_args(max_new_tokens: int, temperature: float, top_p: float) -> None:
@@ -87,7 +68,7 @@ class GuardedModel:
         self.max_length = max_length or context_length(model)
         self._special_ids = set(tokenizer.all_special_ids)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._inputs = ModelInputs.of(model)
         self.guard: Guard | None = None
         if guard is not None:
             self.attach(guard, force=force)
@@ -234,10 +215,8 @@ class GuardedModel:
 
     def _forward(self, batch: PrefillInputs, keep: int) -> torch.Tensor:
         """Logits of the last ``keep`` positions of a left-padded batch, as float32."""
-        inputs = {"inputs_embeds": batch.inputs_embeds} if batch.inputs_embeds is not None else {"input_ids": batch.input_ids}
-        if self._keeps_logits:
-            inputs["logits_to_keep"] = keep  # saves a [B, T, V] tensor on large vocabularies
-        out = self.model(**inputs, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        with self._inputs.prefill(self.model, batch, generating=False) as inputs:
+            out = self.model(**inputs, **self._inputs.forward_kwargs(batch, keep))
         return out.logits[:, -keep:].float()
 
     @staticmethod
@@ -296,12 +275,11 @@ class GuardedModel:
                 torch.manual_seed(seed)
             for chunk in chunks:
                 batch = self._batch(chunk, plan.seed)
-                inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-                if batch.inputs_embeds is not None:
-                    inputs["inputs_embeds"] = batch.inputs_embeds
-                out = self.model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, pad_token_id=self._pad_id, **sampling, **generate_kwargs
-                )
+                with self._inputs.prefill(self.model, batch, generating=True) as inputs:
+                    out = self.model.generate(
+                        **inputs, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
+                        pad_token_id=self._pad_id, **sampling, **generate_kwargs,
+                    )
                 texts.extend(self.tokenizer.batch_decode(out[:, batch.input_ids.shape[1] :], skip_special_tokens=True))
         return self._with_decisions(texts, plan, return_decisions)
 
