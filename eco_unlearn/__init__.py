@@ -26,7 +26,7 @@ from .errors import (
     ModelError,
     PromptError,
 )
-from .fitting import FitReport, FitResult, fit_classifier, fit_guard
+from .fitting import FitConfig, FitReport, FitResult, fit_classifier, fit_guard
 from .runtime.guard import Guard, GuardDecision, Target
 from .runtime.guarded import GuardedModel, PrefillInputs
 from .data.items import PromptItem, read_items
@@ -40,6 +40,7 @@ __all__ = [
     "CLASSIFIERS",
     "ConstantClassifier",
     "EncoderClassifier",
+    "FitConfig",
     "FitReport",
     "FitResult",
     "OBJECTIVES",

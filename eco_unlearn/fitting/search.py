@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ..errors import SearchError
+from .deprecated import KeyAccess
 
 __all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "zeroth_order"]
 
@@ -36,7 +37,7 @@ class SearchPoint:
 
 
 @dataclass
-class SearchResult:
+class SearchResult(KeyAccess):
     """The chosen strength, its value, whether it meets the target, and every evaluation made."""
 
     method: str
