@@ -38,7 +38,7 @@ from .errors import (
     TofuDataError,
 )
 from .classifier import EncoderClassifier, KeywordClassifier
-from .fitting import FitResult, fit_guard
+from .fitting import FitConfig, FitResult, fit_guard
 from .models import fingerprint, load_model
 from .runtime import CorruptionSpec, Guard, GuardDecision, GuardedModel, Target, TokenSelection
 
@@ -52,6 +52,7 @@ __all__ = [
     "EcoUnlearnError",
     "EncoderClassifier",
     "FinetuneError",
+    "FitConfig",
     "FitResult",
     "Guard",
     "GuardDecision",

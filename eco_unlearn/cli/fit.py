@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -39,27 +39,36 @@ def fit(
 ) -> None:
     """Fit a guard: train the prompt classifier, calibrate its threshold, search the corruption strength."""
     from ..data import read_items
-    from ..fitting import default_classifier, fit_guard
+    from ..fitting import (
+        CalibrationConfig, ClassifierConfig, CorruptionConfig, FitConfig, SearchConfig, fit_guard, make_objective,
+    )
     from ..io import atomic_write_json
 
     with errors():
+        config = FitConfig(  # bad settings fail before any file is read
+            name=name, seed=seed, chat=chat,
+            classifier=ClassifierConfig(mode=opt.ClassifierMode(classifier_mode).value, backbone=backbone),
+            calibration=CalibrationConfig(alpha=alpha),
+            search=SearchConfig(method=search, budget=budget, strength=strength, objective=objective, target=target),
+            corruption=CorruptionConfig(name=corruption),
+        )
         names = opt.entities(entities)
         forget_items = read_items(forget, name="forget set")  # bad files fail before the model loads
         retain_items = read_items(retain, name="retain set") if retain is not None else []
         general_items = general if general in ("builtin", "none") else read_items(general, name="general set")
-        lm, tokenizer = load(model, dtype, device)
-        classifier = default_classifier(names, backbone=backbone, mode=opt.ClassifierMode(classifier_mode).value, seed=seed)
-        options: dict[str, Any] = {} if target is None else {"target": target}
-        if objective == "match_reference":
+        surrogate = None
+        if objective == "match_reference":  # its reference items are data: the objective is built here
             if reference is None:
                 raise typer.BadParameter("match_reference needs --reference FILE (items the model never saw)")
-            options.update(statistic=statistic, reference_items=read_items(reference, name="reference set"))
+            surrogate = make_objective(
+                "match_reference", forget_items, chat=chat, target=target, statistic=statistic,
+                reference_items=read_items(reference, name="reference set"),
+            )
+        lm, tokenizer = load(model, dtype, device)
         with progress("fitting") as report_progress:
             result = fit_guard(
-                lm, tokenizer, forget_items, retain_items, general=None if general == "none" else general_items, name=name,
-                entities=names, classifier=classifier, alpha=alpha, objective=objective, objective_options=options,
-                corruption=corruption, strength=strength, search=search, budget=budget, chat=chat, seed=seed,
-                progress=report_progress,
+                lm, tokenizer, forget_items, retain_items, config, general=None if general == "none" else general_items,
+                entities=names, objective=surrogate, progress=report_progress,
             )
         result.guard.save(out_dir)
         if report_path is not None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rich.table import Table
 
 from .console import err, out, wide
+
+if TYPE_CHECKING:
+    from ..fitting import FitReport
 
 __all__ = [
     "answers_table", "classifier_bench_tables", "fit_report", "guard_table", "models_table", "overhead_table",
@@ -15,26 +18,26 @@ __all__ = [
 ]
 
 
-def fit_report(report: Any) -> None:
+def fit_report(report: FitReport) -> None:
     """A fit report: the classifier's held-out error rates and the strength search."""
     held, cal, obj, search = report.held_out, report.calibration, report.objective, report.search
     table = Table(title=f"classifier for target {report.target!r} (held-out prompts, never seen in training or calibration)")
     for column in ("threshold", "alpha", "calibration negatives", "FPR", "FNR", "FPR on retain prompts"):
         table.add_column(column, justify="right")
-    retain = f"{held['fpr_retain']:.2%} of {held['retain_negatives']}" if held.get("fpr_retain") is not None else "-"
+    retain = f"{held.fpr_retain:.2%} of {held.retain_negatives}" if held.fpr_retain is not None else "-"
     table.add_row(
-        f"{cal['threshold']:.4g}", f"{cal['alpha']:g}", str(cal["calibration_negatives"]),
-        f"{held['fpr']:.2%} ({held['false_positives']}/{held['negatives']})",
-        f"{held['fnr']:.2%} ({held['false_negatives']}/{held['positives']})", retain,
+        f"{cal.threshold:.4g}", f"{cal.alpha:g}", str(cal.calibration_negatives),
+        f"{held.fpr:.2%} ({held.false_positives}/{held.negatives})",
+        f"{held.fnr:.2%} ({held.false_negatives}/{held.positives})", retain,
     )
     out.print(table)
-    table = Table(title=f"strength search ({search['method']}, {search['evaluations']} evaluations of the guarded model)")
+    table = Table(title=f"strength search ({search.method}, {search.evaluations} evaluations of the guarded model)")
     for column in ("corruption", "strength", "objective", "target", "before", "after (all corrupted)", "after, end to end", "met"):
         table.add_column(column, justify="right")
-    sign = "<=" if obj["goal"] == "min" else ">="
+    sign = "<=" if obj.goal == "min" else ">="
     table.add_row(
-        report.corruption["name"], f"{report.strength:.4g}", f"{obj['name']} on {obj['items']} items",
-        f"{sign} {obj['target']:.3g}", f"{obj['before']:.3g}", f"{obj['after']:.3g}", f"{obj['after_end_to_end']:.3g}",
+        report.corruption.name, f"{report.strength:.4g}", f"{obj.name} on {obj.items} items",
+        f"{sign} {obj.target:.3g}", f"{obj.before:.3g}", f"{obj.after:.3g}", f"{obj.after_end_to_end:.3g}",
         "[green]yes[/]" if report.met else "[red]no[/]",
     )
     out.print(table)

@@ -101,7 +101,7 @@ def run(
     parallel: bool = opt.PARALLEL,
 ) -> None:
     """The whole TOFU protocol: prepare the models, evaluate retain and target, fit ECO, evaluate it, report."""
-    from ..bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, run_tofu
+    from ..bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, run_tofu, tofu_fit_config
 
     quiet_transformers()
     with errors():
@@ -109,7 +109,8 @@ def run(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}")), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
-            evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens), eco=EcoTofuConfig(tokens=tokens, budget=budget, seed=seed),
+            evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
+            eco=EcoTofuConfig(tokens=tokens, fit=tofu_fit_config(search__budget=budget, seed=seed)),
             parallel=parallel,
         )
         with progress("TOFU") as report_progress:
@@ -136,7 +137,7 @@ def sweep(
     parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train target and retain side by side if not cached."),
 ) -> None:
     """Forget quality and the fit's surrogate at each strength: does the surrogate peak where forget quality does?"""
-    from ..bench.tofu import EcoTofuConfig, TofuRunConfig, run_tofu_sweep
+    from ..bench.tofu import EcoTofuConfig, TofuRunConfig, run_tofu_sweep, tofu_fit_config
 
     quiet_transformers()
     with errors():
@@ -147,7 +148,8 @@ def sweep(
         config = TofuRunConfig(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-sweep")), authors=authors, limit=limit,
-            finetune=_finetune_config(epochs, learning_rate, batch_size), eco=EcoTofuConfig(tokens=tokens, seed=seed),
+            finetune=_finetune_config(epochs, learning_rate, batch_size),
+            eco=EcoTofuConfig(tokens=tokens, fit=tofu_fit_config(seed=seed)),
             parallel=parallel,
         )
         with progress("TOFU sweep") as report_progress:

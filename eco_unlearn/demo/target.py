@@ -13,11 +13,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from ..fitting import FitResult, fit_guard
+from ..fitting import FitConfig, FitResult, SearchConfig, fit_guard
 from ..data.items import PromptItem, read_items
 from ..models import cache_dir
 
-__all__ = ["DEMO_ENTITIES", "DemoData", "demo_data", "demo_guard_path", "fit_demo_guard"]
+__all__ = ["DEMO_ENTITIES", "DemoData", "demo_data", "demo_fit_config", "demo_guard_path", "fit_demo_guard"]
 
 DEMO_ENTITIES = (
     "Harry Potter", "Hogwarts", "Hermione", "Granger", "Ron Weasley", "Weasley", "Dumbledore", "Voldemort",
@@ -51,15 +51,17 @@ def demo_guard_path(model_name: str = "smollm2") -> Path:
     return cache_dir() / "guards" / f"demo-{Path(model_name).name}"
 
 
+def demo_fit_config(seed: int = 0) -> FitConfig:
+    """The demo's settings: its target's name, ``answer_recall`` bisected (the least noise after which the
+    model no longer gives the answers it knew)."""
+    return FitConfig(name="harry-potter", seed=seed, search=SearchConfig(method="bisection", objective="answer_recall"))
+
+
 def fit_demo_guard(
     model: Any, tokenizer: Any, *, seed: int = 0, progress: Callable[[str, int, int], None] | None = None, **options: Any
 ) -> FitResult:
     """Fit the demo guard: MiniLM + the names of the books, Gaussian noise on those names' tokens,
-    strength bisected until the model no longer gives the answers it knew."""
+    strength bisected until the model no longer gives the answers it knew. ``options`` go to ``fit_guard``."""
     data = demo_data()
-    settings = dict(
-        name="harry-potter", entities=DEMO_ENTITIES, objective="answer_recall", search="bisection", seed=seed,
-        progress=progress,
-    )
-    settings.update(options)
-    return fit_guard(model, tokenizer, data.forget, data.retain, **settings)
+    options.setdefault("entities", DEMO_ENTITIES)
+    return fit_guard(model, tokenizer, data.forget, data.retain, demo_fit_config(seed), progress=progress, **options)

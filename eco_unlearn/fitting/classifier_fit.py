@@ -7,7 +7,7 @@ calibration and test, so that no prompt that measures the classifier was used to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -23,6 +23,9 @@ from ..classifier import (
 from ..classifier.calibration import CalibrationError, conformal_rank, min_calibration_size
 from ..classifier.text import as_phrases
 from ..data.items import ItemsError, PromptItem, find_overlap, general_prompts, normalize_prompt, read_items
+from .config import FitConfig
+from .deprecated import CLASSIFIER_KEYWORDS, apply_keywords
+from .report import Calibration, HeldOutRates, Splits
 
 __all__ = ["ClassifierFit", "ItemSource", "Progress", "default_classifier", "fit_classifier", "read_optional"]
 
@@ -57,9 +60,9 @@ class ClassifierFit:
 
     classifier: PromptClassifier
     threshold: float
-    calibration: dict[str, Any]
-    held_out: dict[str, Any]
-    splits: dict[str, int]
+    calibration: Calibration
+    held_out: HeldOutRates
+    splits: Splits
     positives: list[PromptItem]
     entities: tuple[str, ...] = ()
 
@@ -67,23 +70,24 @@ class ClassifierFit:
 def fit_classifier(
     forget: ItemSource,
     retain: ItemSource = (),
+    config: FitConfig | None = None,
     *,
     general: ItemSource | None = "builtin",
     entities: str | Sequence[str] = (),
     classifier: PromptClassifier | None = None,
-    alpha: float = 0.01,
-    test_fraction: float = 0.25,
-    seed: int = 0,
     progress: Progress | None = None,
+    **deprecated: Any,
 ) -> ClassifierFit:
-    """The classifier half of ``fit_guard``: split, train, calibrate at ``alpha``, measure held-out rates.
+    """The classifier half of ``fit_guard``: split, train, calibrate at ``config.calibration.alpha``,
+    measure held-out rates. Of ``config`` it reads ``classifier``, ``calibration`` and ``seed``.
 
     Forget prompts are split into train and test; negatives (retain and general) into train,
     calibration and test, so no prompt that measures the classifier was used to fit or calibrate it.
+    The old keywords ``alpha``, ``test_fraction`` and ``seed`` still work, with a DeprecationWarning.
     """
+    config, _ = apply_keywords(config or FitConfig(), deprecated, "fit_classifier", CLASSIFIER_KEYWORDS)
+    alpha, test_fraction, seed = config.calibration.alpha, config.classifier.test_fraction, config.seed
     note = progress or (lambda what, done, total: None)
-    if not 0 < test_fraction < 1:
-        raise ItemsError(f"test_fraction must lie in (0, 1), not {test_fraction!r}")
     forget_items = read_items(forget, name="forget set")
     retain_items = read_optional(retain, "retain set")
     general_items = general_prompts() if general == "builtin" else read_optional(general, "general set")
@@ -111,13 +115,14 @@ def fit_classifier(
     texts = lambda items, idx: [items[i].prompt for i in idx]  # noqa: E731
     retain_keys = {normalize_prompt(i.prompt) for i in retain_items}
     is_retain = np.array([normalize_prompt(i.prompt) in retain_keys for i in negatives], dtype=bool)
-    splits = {
-        "forget_train": len(pos_train), "forget_test": len(pos_test), "negative_train": len(neg_train),
-        "negative_calibration": len(neg_cal), "negative_test": len(neg_test),
-        "retain": len(retain_items), "general": len(general_items),
-    }
+    splits = Splits(
+        forget_train=len(pos_train), forget_test=len(pos_test), negative_train=len(neg_train),
+        negative_calibration=len(neg_cal), negative_test=len(neg_test), retain=len(retain_items), general=len(general_items),
+    )
     entities = tuple(e for e in as_phrases(entities) if e.strip())
-    classifier = classifier or default_classifier(entities)
+    classifier = classifier or default_classifier(
+        entities, backbone=config.classifier.backbone, mode=config.classifier.mode, seed=seed
+    )
     note("training the classifier", 0, 3)
     if hasattr(classifier, "fit"):  # a keyword or constant classifier has nothing to learn
         classifier.fit(
@@ -135,18 +140,12 @@ def fit_classifier(
         classifier.predict_proba(test_pos), neg_scores, threshold, positive_texts=test_pos, negative_texts=test_neg
     )
     retain_scores = neg_scores[is_retain[neg_test]]
-    held_out = {
-        **rates.to_dict(),
-        "fpr_retain": float(np.mean(retain_scores >= threshold)) if retain_scores.size else None,
-        "retain_negatives": int(retain_scores.size),
-    }
-    calibration = {
-        "method": "split-conformal", "alpha": alpha, "threshold": threshold, "calibration_negatives": len(neg_cal),
-        "quantile_rank": conformal_rank(len(neg_cal), alpha),
-        "held_out_fpr": rates.fpr, "held_out_fnr": rates.fnr,
-        "held_out_false_positives": rates.false_positives, "held_out_negatives": rates.negatives,
-        "held_out_false_negatives": rates.false_negatives, "held_out_positives": rates.positives,
-    }
+    held_out = HeldOutRates(
+        **asdict(rates),
+        fpr_retain=float(np.mean(retain_scores >= threshold)) if retain_scores.size else None,
+        retain_negatives=int(retain_scores.size),
+    )
+    calibration = Calibration(alpha, threshold, len(neg_cal), conformal_rank(len(neg_cal), alpha), held_out)
     note("classifier ready", 3, 3)
     return ClassifierFit(classifier, threshold, calibration, held_out, splits, positives, entities)
 

@@ -12,61 +12,44 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from .. import __version__
 from ..classifier import ConstantClassifier, PromptClassifier
 from ..data.items import ItemsError, PromptItem
-from ..models import embedding_scale, fingerprint
+from ..errors import ObjectiveError
+from ..models import ModelFingerprint, embedding_scale, fingerprint
 from ..runtime.corruption import HIDDEN_SIZE, CorruptionSpec, get_corruption
 from ..runtime.guard import Guard, Target
 from ..runtime.guarded import GuardedModel
 from ..runtime.tokens import TokenSelection
 from .classifier_fit import ItemSource, Progress, fit_classifier
+from .config import FitConfig, SearchConfig
+from .deprecated import apply_keywords
 from .objectives import Objective, make_objective
-from .search import SEARCHES, SearchError, SearchResult
+from .report import ClassifierInfo, CorruptionChoice, FitReport, FitResult, FitSeconds, ObjectiveValues, TokenTrial
+from .search import SEARCHES, SearchResult
 
-__all__ = ["FitReport", "FitResult", "corrupt_every_prompt", "default_strength_range", "fit_guard"]
-
-
-@dataclass
-class FitReport:
-    """What ``fit_guard`` measured, serialisable to JSON (it is also stored in the guard's metadata)."""
-
-    target: str
-    classifier: dict[str, Any]
-    splits: dict[str, int]
-    calibration: dict[str, Any]
-    held_out: dict[str, Any]
-    objective: dict[str, Any]
-    search: dict[str, Any]
-    strength: float
-    corruption: dict[str, Any]
-    met: bool
-    seconds: dict[str, float]
-    eco_unlearn_version: str = __version__
-    warnings: list[str] = field(default_factory=list)
-    token_candidates: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = [
+    "FitReport", "FitResult", "corrupt_every_prompt", "default_strength_range", "every_prompt_guard", "fit_guard",
+]
 
 
-@dataclass
-class FitResult:
-    guard: Guard
-    report: FitReport
+def every_prompt_guard(
+    corruption: CorruptionSpec, tokens: TokenSelection, model_fingerprint: ModelFingerprint, *, seed: int = 0
+) -> Guard:
+    """A guard that flags and corrupts every prompt: how the strength search measures a corruption apart
+    from classifier errors."""
+    target = Target("every-prompt", ConstantClassifier(1.0), corruption, 0.5, tokens)
+    return Guard([target], model_fingerprint=model_fingerprint, seed=seed)
 
 
 def corrupt_every_prompt(
     model: Any, tokenizer: Any, corruption: CorruptionSpec, tokens: TokenSelection, *, seed: int = 0,
     model_fingerprint: Any = None,
 ) -> GuardedModel:
-    """``model`` guarded so that every prompt is flagged and corrupted: how the strength search measures a
-    corruption apart from classifier errors."""
-    target = Target("every-prompt", ConstantClassifier(1.0), corruption, 0.5, tokens)
-    return GuardedModel(model, tokenizer, Guard([target], model_fingerprint=model_fingerprint or fingerprint(model), seed=seed))
+    """``model`` guarded by ``every_prompt_guard``, in a new ``GuardedModel``."""
+    guard = every_prompt_guard(corruption, tokens, model_fingerprint or fingerprint(model), seed=seed)
+    return GuardedModel(model, tokenizer, guard)
 
 
 def default_strength_range(corruption: str, model: Any) -> tuple[float, float, bool]:
@@ -95,103 +78,101 @@ def _choose_objective(items: Sequence[PromptItem]) -> str:
     )
 
 
+def _objective(
+    search: SearchConfig, chat: bool | None, given: Objective | None, items: Sequence[PromptItem], unstored: dict[str, Any]
+) -> Objective:
+    """The objective given, checked against the config, or the one the config names, built on ``items``."""
+    if given is None:
+        options = {**search.objective_options, **unstored}
+        if search.target is not None:
+            options["target"] = search.target
+        return make_objective(search.objective or _choose_objective(items), items, chat=chat, **options)
+    if search.objective not in (None, given.name):
+        raise ObjectiveError(
+            f"FitConfig.search.objective is {search.objective!r} but the Objective given is {given.name!r}; set one of them"
+        )
+    if search.target not in (None, given.target):
+        raise ObjectiveError(
+            f"FitConfig.search.target is {search.target!r} but the Objective given has target {given.target!r}; set one of them"
+        )
+    if search.objective_options:
+        raise ObjectiveError("an Objective given to fit_guard carries its own options; leave FitConfig.search.objective_options empty")
+    return given
+
+
 def fit_guard(
     model: Any,
     tokenizer: Any,
     forget: ItemSource,
     retain: ItemSource = (),
+    config: FitConfig | None = None,
     *,
     general: ItemSource | None = "builtin",
-    name: str = "forget",
     entities: str | Sequence[str] = (),
     classifier: PromptClassifier | None = None,
-    alpha: float = 0.01,
-    objective: str | Objective | None = None,
-    objective_options: dict[str, Any] | None = None,
-    corruption: str = "gaussian_first_n",
-    corruption_params: dict[str, Any] | None = None,
-    tokens: TokenSelection | Sequence[TokenSelection] | None = None,
-    strength: float | None = None,
-    search: str = "auto",
-    budget: int = 30,
-    strength_range: tuple[float, float] | None = None,
-    test_fraction: float = 0.25,
-    chat: bool | None = None,
-    seed: int = 0,
+    objective: Objective | None = None,
     progress: Progress | None = None,
+    **deprecated: Any,
 ) -> FitResult:
     """Fit a guard for ``model`` that forgets what ``forget`` asks about and leaves the rest alone.
 
-    ``forget`` and ``retain`` are files (JSON Lines or plain text) or lists of items; ``general`` adds
-    everyday prompts as negatives (``"builtin"``: the bundled pool; None: none). ``entities`` (names,
+    Every setting is a field of ``config`` (a ``FitConfig``; default: its defaults); the arguments are
+    data. ``forget`` and ``retain`` are files (JSON Lines or plain text) or lists of items; ``general``
+    adds everyday prompts as negatives (``"builtin"``: the bundled pool; None: none). ``entities`` (names,
     places, titles of the forget scope) become exact-match keywords next to the learned classifier and
     the tokens to corrupt. ``classifier`` is an unfitted classifier with a ``fit(forget, retain,
-    extra_negatives=)`` method (default: a linear MiniLM classifier, with the entities' keywords).
-    ``objective`` is a registered name (default: ``choice_accuracy`` when the forget items have choices,
-    else ``answer_recall``) or an ``Objective``; ``search`` is ``bisection``, ``zeroth_order``, ``grid``
-    or ``auto`` (bisection for monotone objectives); a fixed ``strength`` skips the search. ``tokens``
-    may list selections in order of preference: each is searched in turn (``budget`` evaluations each) until one meets the target,
-    else the one with the best value is kept (e.g. entities, then all-but-last when corrupting the
-    entities alone cannot reach the target). An unreachable target keeps the best strength found and
-    marks the guard ``met_target: false``.
-    Returns the guard and its report; nothing is written to disk.
+    extra_negatives=)`` method (default: from ``config.classifier``, with the entities' keywords).
+    ``objective`` is an ``Objective`` built by the caller (default: the one ``config.search`` names).
+    An unreachable target keeps the best strength found and marks the guard ``met_target: false``.
+    The guard's metadata holds the report (``fit_report``) and the config (``fit_config``).
+    Returns the guard and its report; nothing is written to disk. The old setting keywords (``alpha=``,
+    ``budget=``, ...) still work for one release, with a DeprecationWarning naming the field to set.
     """
     clock = {"start": time.perf_counter()}
     note = progress or (lambda what, done, total: None)
+    if isinstance(objective, str):  # an objective's name is a setting: FitConfig.search.objective
+        deprecated, objective = {**deprecated, "objective": objective}, None
+    config, unstored_options = apply_keywords(config or FitConfig(), deprecated, "fit_guard")
     warnings_: list[str] = []
     fitted = fit_classifier(
-        forget, retain, general=general, entities=entities, classifier=classifier, alpha=alpha,
-        test_fraction=test_fraction, seed=seed, progress=progress,
+        forget, retain, config, general=general, entities=entities, classifier=classifier, progress=progress
     )
-    classifier, threshold, positives = fitted.classifier, fitted.threshold, fitted.positives
-    calibration, held_out, splits = fitted.calibration, fitted.held_out, fitted.splits
-    entities = fitted.entities
     clock["calibration"] = time.perf_counter()
 
     # --------------------------------------------------------------------------- strength search
-    if isinstance(tokens, TokenSelection):
-        candidates = [tokens]
-    else:
-        candidates = list(tokens or ()) or [TokenSelection("entities", entities=entities) if entities else TokenSelection()]
-    params = dict(corruption_params or {})
-    CorruptionSpec(corruption, 0.0, params).validate()
-    bare = GuardedModel(model, tokenizer)
-    obj = objective if isinstance(objective, Objective) else make_objective(
-        objective or _choose_objective(positives), positives, **{"chat": chat, **(objective_options or {})}
-    )
+    search, name, seed = config.search, config.name, config.seed
+    candidates = config.tokens.selections(fitted.entities)
+    corruption, params = config.corruption.name, dict(config.corruption.params)
+    guarded = GuardedModel(model, tokenizer)  # one for the whole fit: each evaluation attaches its guard
+    obj = _objective(search, config.chat, objective, fitted.positives, unstored_options)
     note(f"objective {obj.name}: preparing", 0, 1)
-    obj.prepare(bare)
-    model_fp = fingerprint(model)
+    obj.prepare(guarded)
+    model_fp = guarded.model_fingerprint  # the embedding matrix is hashed once per fit
 
     def search_with(selection: TokenSelection) -> SearchResult:
         def evaluate(value: float) -> float:
-            spec = CorruptionSpec(corruption, value, params)
-            return obj.evaluate(corrupt_every_prompt(model, tokenizer, spec, selection, seed=seed, model_fingerprint=model_fp))
+            guarded.attach(every_prompt_guard(CorruptionSpec(corruption, value, params), selection, model_fp, seed=seed))
+            return obj.evaluate(guarded)
 
-        if strength is not None:
-            CorruptionSpec(corruption, strength, params).validate(model_fp.hidden_size)
-            value = evaluate(strength)
-            return SearchResult("fixed", float(strength), value, obj.met(value), obj.goal, obj.target)
+        if search.strength is not None:
+            CorruptionSpec(corruption, search.strength, params).validate(model_fp.hidden_size)
+            value = evaluate(search.strength)
+            return SearchResult("fixed", float(search.strength), value, obj.met(value), obj.goal, obj.target)
         low, high, integer = default_strength_range(corruption, model)
-        if strength_range is not None:
-            low, high = strength_range
-        method = ("bisection" if obj.monotone else "zeroth_order") if search == "auto" else search
-        if method not in SEARCHES:
-            raise SearchError(f"unknown search {search!r}; choose auto, {', '.join(SEARCHES)}")
+        if search.strength_range is not None:
+            low, high = search.strength_range
+        method = ("bisection" if obj.monotone else "zeroth_order") if search.method == "auto" else search.method
         return SEARCHES.get(method)(
-            evaluate, low=low, high=high, goal=obj.goal, target=obj.target, budget=budget, integer=integer,
+            evaluate, low=low, high=high, goal=obj.goal, target=obj.target, budget=search.budget, integer=integer,
             progress=progress,
         )
 
-    before = obj.baseline if obj.baseline is not None else obj.evaluate(bare)
-    tried: list[dict[str, Any]] = []
+    before = obj.baseline if obj.baseline is not None else obj.evaluate(guarded)
+    tried: list[TokenTrial] = []
     chosen: tuple[TokenSelection, SearchResult] | None = None
     for selection in candidates:
         found = search_with(selection)
-        tried.append({
-            "tokens": selection.to_dict(), "strength": found.strength, "value": found.value, "met": found.met,
-            "evaluations": found.evaluations,
-        })
+        tried.append(TokenTrial.of(selection, found))
         if found.met or chosen is None or obj.better(found.value, chosen[1].value):
             chosen = (selection, found)
         if found.met:
@@ -202,35 +183,36 @@ def fit_guard(
     clock["search"] = time.perf_counter()
 
     # --------------------------------------------------------------------------- end-to-end check
-    target = Target(name, classifier, CorruptionSpec(corruption, result.strength, params), threshold, tokens, calibration)
+    spec = CorruptionSpec(corruption, result.strength, params)
+    target = Target(name, fitted.classifier, spec, fitted.threshold, tokens, fitted.calibration.to_dict())
     guard = Guard([target], model_fingerprint=model_fp, seed=seed)
     note("end-to-end evaluation", 0, 1)
-    end_to_end = obj.evaluate(GuardedModel(model, tokenizer, guard))
+    guarded.attach(guard)
+    end_to_end = obj.evaluate(guarded)
     flagged = sum(d.flagged for d in guard.decide([i.prompt for i in obj.items]))
     clock["end_to_end"] = time.perf_counter()
     report = FitReport(
         target=name,
-        classifier={"kind": classifier.kind, "repr": repr(classifier)},
-        splits=splits,
-        calibration=calibration,
-        held_out=held_out,
-        objective={
-            "name": obj.name, "goal": obj.goal, "target": obj.target, "items": len(obj.items),
-            "before": before, "after": result.value, "after_end_to_end": end_to_end,
-            "items_flagged_end_to_end": flagged, "met_end_to_end": obj.met(end_to_end),
-        },
-        search=result.to_dict(),
+        classifier=ClassifierInfo(fitted.classifier.kind, repr(fitted.classifier)),
+        splits=fitted.splits,
+        calibration=fitted.calibration,
+        held_out=fitted.held_out,
+        objective=ObjectiveValues(
+            name=obj.name, goal=obj.goal, target=obj.target, items=len(obj.items), before=before, after=result.value,
+            after_end_to_end=end_to_end, items_flagged_end_to_end=flagged, met_end_to_end=obj.met(end_to_end),
+        ),
+        search=result,
         strength=result.strength,
-        corruption={"name": corruption, "params": params, "tokens": tokens.to_dict()},
+        corruption=CorruptionChoice(corruption, params, tokens),
         met=result.met,
-        seconds={
-            "classifier": clock["calibration"] - clock["start"],
-            "search": clock["search"] - clock["calibration"],
-            "end_to_end": clock["end_to_end"] - clock["search"],
-            "total": clock["end_to_end"] - clock["start"],
-        },
+        seconds=FitSeconds(
+            classifier=clock["calibration"] - clock["start"],
+            search=clock["search"] - clock["calibration"],
+            end_to_end=clock["end_to_end"] - clock["search"],
+            total=clock["end_to_end"] - clock["start"],
+        ),
         warnings=warnings_,
         token_candidates=tried if len(candidates) > 1 else [],
     )
-    guard.metadata = {"fit_report": report.to_dict(), "met_target": result.met}
+    guard.metadata = {"fit_report": report.to_dict(), "met_target": result.met, "fit_config": config.to_dict()}
     return FitResult(guard, report)

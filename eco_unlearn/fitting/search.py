@@ -26,6 +26,7 @@ from typing import Any, Callable
 from ..errors import SearchError
 from ..registry import Registry
 from ..validation import is_integer
+from .deprecated import KeyAccess
 
 __all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "zeroth_order"]
 
@@ -43,7 +44,7 @@ class SearchPoint:
 
 
 @dataclass
-class SearchResult:
+class SearchResult(KeyAccess):
     """The chosen strength, its value, whether it meets the target, and every evaluation made."""
 
     method: str

@@ -10,7 +10,7 @@ import pytest
 from eco_unlearn import GuardedModel
 from eco_unlearn.classifier import EncoderClassifier, load_classifier, save_classifier
 from eco_unlearn.demo import DEMO_CLEAN_PROMPTS, DEMO_FORGET_PROMPTS
-from eco_unlearn.fitting import fit_classifier
+from eco_unlearn.fitting import CalibrationConfig, FitConfig, fit_classifier
 from eco_unlearn.runtime.guard import Guard
 from eco_unlearn.data.items import read_items
 from eco_unlearn.demo import demo_guard_path
@@ -56,12 +56,12 @@ def test_finetune_mode_trains_and_saves(tmp_path):
 def test_tofu_forget01_classifier_meets_the_floors(tofu_dir):
     """Held-out FPR <= 1% and FNR <= 2% on TOFU forget01 vs retain99 questions (and the paraphrases)."""
     fitted = fit_classifier(
-        tofu_dir / "forget01.jsonl", tofu_dir / "retain99.jsonl", general="builtin",
-        entities=["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"], alpha=0.01, seed=0,
+        tofu_dir / "forget01.jsonl", tofu_dir / "retain99.jsonl", FitConfig(seed=0, calibration=CalibrationConfig(alpha=0.01)),
+        general="builtin", entities=["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"],
     )
     held = fitted.held_out
-    assert held["negatives"] >= 800 and held["positives"] >= 10
-    assert held["fpr"] <= 0.02 and held["fnr"] <= 0.02, held  # the floors are measured by `bench classifier`
+    assert held.negatives >= 800 and held.positives >= 10
+    assert held.fpr <= 0.02 and held.fnr <= 0.02, held  # the floors are measured by `bench classifier`
     paraphrases = [json.loads(line)["paraphrased_question"] for line in (tofu_dir / "forget01_perturbed.jsonl").read_text().splitlines()]
     caught = fitted.classifier.predict_proba(paraphrases) >= fitted.threshold
     assert caught.mean() >= 0.9

@@ -7,6 +7,7 @@ import pytest
 from eco_unlearn import KeywordClassifier, fit_guard
 from eco_unlearn.classifier import CalibrationError
 from eco_unlearn.data.items import ItemsError, PromptItem
+from eco_unlearn.fitting import FitConfig, SearchConfig, TokensConfig
 from eco_unlearn.runtime.tokens import TokenSelection
 
 FORGET = [
@@ -15,24 +16,24 @@ FORGET = [
 
 
 def test_unreachable_target_keeps_the_best_strength_and_marks_the_guard(model, tok):
+    config = FitConfig(chat=False, search=SearchConfig(objective="choice_accuracy", target=-1.0, strength_range=(0.01, 1.0), budget=4))
     result = fit_guard(
-        model, tok, FORGET, ["What is the capital of France?"], classifier=KeywordClassifier(["Harry Potter"]),
-        objective="choice_accuracy", objective_options={"target": -1.0}, strength_range=(0.01, 1.0), budget=4,
-        chat=False,
+        model, tok, FORGET, ["What is the capital of France?"], config, classifier=KeywordClassifier(["Harry Potter"]),
     )
     report = result.report
     assert not report.met and result.guard.metadata["met_target"] is False
     assert report.warnings and "misses the target" in report.warnings[0]
-    assert report.search["evaluations"] <= 4
-    assert report.held_out["fpr"] == 0.0 and report.held_out["fnr"] == 0.0
+    assert report.search.evaluations <= 4
+    assert report.held_out.fpr == 0.0 and report.held_out.fnr == 0.0
     assert result.guard.targets[0].calibration["calibration_negatives"] >= 99
-    assert report.strength in [p["strength"] for p in report.search["trace"]]
+    assert report.strength in [p.strength for p in report.search.trace]
 
 
 def test_fixed_strength_skips_the_search(model, tok):
-    result = fit_guard(model, tok, FORGET, classifier=KeywordClassifier(["Harry Potter"]), strength=0.5, chat=False)
-    assert result.report.search["method"] == "fixed" and result.report.strength == 0.5
-    assert result.report.objective["name"] == "choice_accuracy"  # chosen because the items have choices
+    config = FitConfig(chat=False, search=SearchConfig(strength=0.5))
+    result = fit_guard(model, tok, FORGET, config=config, classifier=KeywordClassifier(["Harry Potter"]))
+    assert result.report.search.method == "fixed" and result.report.strength == 0.5
+    assert result.report.objective.name == "choice_accuracy"  # chosen because the items have choices
 
 
 def test_grid_search_spends_the_budget_as_its_points(model, tok):
@@ -46,12 +47,13 @@ def test_grid_search_spends_the_budget_as_its_points(model, tok):
 
 def test_bad_fit_input(model, tok):
     keyword = KeywordClassifier(["Harry Potter"])
+    fixed = FitConfig(search=SearchConfig(strength=0.5))
     with pytest.raises(ItemsError, match="in both the forget and the retain set"):
-        fit_guard(model, tok, FORGET, [FORGET[0].prompt.upper()], classifier=keyword, strength=0.5)
+        fit_guard(model, tok, FORGET, [FORGET[0].prompt.upper()], fixed, classifier=keyword)
     with pytest.raises(CalibrationError, match="needs at least 99 held-out negatives"):
-        fit_guard(model, tok, FORGET, ["hello"], general=None, classifier=keyword, strength=0.5)
+        fit_guard(model, tok, FORGET, ["hello"], fixed, general=None, classifier=keyword)
     with pytest.raises(ItemsError, match="at least 2 distinct prompts"):
-        fit_guard(model, tok, FORGET[:1], classifier=keyword, strength=0.5)
+        fit_guard(model, tok, FORGET[:1], config=fixed, classifier=keyword)
     with pytest.raises(ItemsError, match="neither reference answers nor choices"):
         fit_guard(model, tok, ["Harry Potter one?", "Harry Potter two?"], classifier=keyword)
 
@@ -59,24 +61,26 @@ def test_bad_fit_input(model, tok):
 @pytest.mark.filterwarnings("ignore:prompt .* picked no token")
 def test_token_candidates_are_searched_in_turn_and_the_best_is_kept(model, tok):
     candidates = [TokenSelection("entities", entities=["Hogwarts"], fallback=None), TokenSelection("all_but_last")]
-    result = fit_guard(
-        model, tok, FORGET, classifier=KeywordClassifier(["Harry Potter"]), tokens=candidates,
-        objective="choice_accuracy", objective_options={"target": -1.0}, strength_range=(0.01, 1.0), budget=3, chat=False,
+    config = FitConfig(
+        chat=False, tokens=TokensConfig(candidates),
+        search=SearchConfig(objective="choice_accuracy", target=-1.0, strength_range=(0.01, 1.0), budget=3),
     )
+    result = fit_guard(model, tok, FORGET, config=config, classifier=KeywordClassifier(["Harry Potter"]))
     tried = result.report.token_candidates
-    assert [t["tokens"]["strategy"] for t in tried] == ["entities", "all_but_last"] and not any(t["met"] for t in tried)
-    best = min(tried, key=lambda t: t["value"])  # choice accuracy: lower is better
-    assert result.guard.targets[0].tokens.strategy == best["tokens"]["strategy"]
-    assert result.report.strength == best["strength"] and result.report.corruption["tokens"] == best["tokens"]
+    assert [t.tokens.strategy for t in tried] == ["entities", "all_but_last"] and not any(t.met for t in tried)
+    best = min(tried, key=lambda t: t.value)  # choice accuracy: lower is better
+    assert result.guard.targets[0].tokens.strategy == best.tokens.strategy
+    assert result.report.strength == best.strength and result.report.corruption.tokens == best.tokens
     # the entity never occurs and has no fallback: those searches corrupt nothing
-    assert tried[0]["value"] == result.report.objective["before"]
+    assert tried[0].value == result.report.objective.before
 
 
 def test_the_first_token_candidate_that_meets_the_target_ends_the_search(model, tok):
     candidates = [TokenSelection("entities", entities=["Harry Potter"]), TokenSelection("all_but_last")]
-    result = fit_guard(
-        model, tok, FORGET, classifier=KeywordClassifier(["Harry Potter"]), tokens=candidates,
-        objective="choice_accuracy", objective_options={"target": 2.0}, strength_range=(0.01, 1.0), budget=3, chat=False,
+    config = FitConfig(
+        chat=False, tokens=TokensConfig(candidates),
+        search=SearchConfig(objective="choice_accuracy", target=2.0, strength_range=(0.01, 1.0), budget=3),
     )
-    assert [t["tokens"]["strategy"] for t in result.report.token_candidates] == ["entities"]
+    result = fit_guard(model, tok, FORGET, config=config, classifier=KeywordClassifier(["Harry Potter"]))
+    assert [t.tokens.strategy for t in result.report.token_candidates] == ["entities"]
     assert result.report.met and result.guard.targets[0].tokens.strategy == "entities"

@@ -25,15 +25,20 @@ from eco_unlearn.bench.tofu import (
     TofuSplits,
     check_floors,
     evaluate_model,
+    fit_tofu_guard,
     load_splits,
     run_tofu,
     run_tofu_sweep,
+    sweep_strengths,
+    tofu_fit_config,
 )
+from eco_unlearn.bench.tofu.eco import strength_range
 from eco_unlearn.bench.tofu import run as run_module
 from eco_unlearn.bench.tofu.data import DATA_ENV
 from eco_unlearn.bench.tofu.evaluate import EVAL_SETS
 from eco_unlearn.bench.tofu.run import prepare_models
 from eco_unlearn.data.items import PromptItem
+from eco_unlearn.fitting import FitConfig
 from eco_unlearn.fitting.objectives import ObjectiveError
 from eco_unlearn.fitting.search import SearchError
 from unit_helpers import build_model
@@ -178,6 +183,22 @@ def test_an_unknown_token_selection_or_statistic_is_refused_before_any_work():
         EcoTofuConfig(perturbed=0)
 
 
+def test_fit_tofu_guard_fits_with_one_fit_config_and_stores_it(model, tok):
+    config = EcoTofuConfig(fit=tofu_fit_config(search__budget=3, seed=2))
+    assert (config.fit.search.method, config.fit.search.objective, config.fit.search.target) == ("zeroth_order", "match_reference", 0.9)
+    fit, details = fit_tofu_guard(model, tok, synthetic_splits(), config, chat=False)
+    stored = FitConfig.from_dict(fit.guard.metadata["fit_config"])
+    assert (stored.name, stored.seed, stored.chat, stored.search.budget) == ("tofu-forget01", 2, False, 3)
+    assert stored.search.strength_range == strength_range(model, config)  # filled in from the embedding scale
+    assert [(c.strategy, c.entities) for c in stored.tokens.candidates] == [("entities", ("Ron",)), ("all_but_last", ())]
+    assert fit.report.objective.name == "match_reference" and fit.report.search.evaluations <= 3
+    assert details["classifier_entities"] == ["Ron"]
+    sweep = sweep_strengths(model, tok, synthetic_splits(), [0.0, 1.0], [0.5, 0.6], config, chat=False)
+    assert [(r["tokens"], r["strength"]) for r in sweep.rows] == [
+        ("entities", 0.0), ("entities", 1.0), ("all_but_last", 0.0), ("all_but_last", 1.0),
+    ]
+
+
 def test_resolved_preset():
     assert TofuRunConfig().resolved_preset().name == "mini"
     preset = TofuRunConfig(preset="forget05", authors=3).resolved_preset()
@@ -210,7 +231,7 @@ def run_config(tofu_data, tmp_path_factory, tok):
     return TofuRunConfig(
         model=str(base / "model"), data_dir=str(tofu_data.parent), cache=str(base / "cache"), output=str(base / "out"),
         authors=1, limit=2, finetune=FinetuneConfig(epochs=1), evaluation=TofuEvalConfig(max_new_tokens=4),
-        eco=EcoTofuConfig(budget=3),
+        eco=EcoTofuConfig(fit=tofu_fit_config(search__budget=3)),
     )
 
 
@@ -239,7 +260,7 @@ def second_run(first_run, run_config):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(run_module, "evaluate_tofu", counting)
         mp.setattr(run_module, "finetune", no_training)
-        report = run_tofu(replace(run_config, eco=EcoTofuConfig(tokens="all_but_last", budget=3)))
+        report = run_tofu(replace(run_config, eco=EcoTofuConfig(tokens="all_but_last", fit=tofu_fit_config(search__budget=3))))
     return report, snapshot(Path(run_config.output)), calls
 
 

@@ -19,7 +19,7 @@ import torch
 
 from ...classifier import EncoderClassifier
 from ...demo import DEMO_ENTITIES, demo_data
-from ...fitting import default_classifier, fit_classifier
+from ...fitting import CalibrationConfig, FitConfig, default_classifier, fit_classifier
 from ...data.items import general_prompts
 from ...errors import TofuDataError
 from ..environment import environment
@@ -51,9 +51,9 @@ def _row(task: str, variant: str, seed: int, fitted, extra_positives: Sequence[s
     held = fitted.held_out
     row = {
         "task": task, "variant": variant, "seed": seed, "threshold": fitted.threshold,
-        "fpr": held["fpr"], "false_positives": held["false_positives"], "negatives": held["negatives"],
-        "fnr": held["fnr"], "false_negatives": held["false_negatives"], "positives": held["positives"],
-        "fpr_retain": held["fpr_retain"], "missed": held["missed"], "wrongly_flagged": held["wrongly_flagged"],
+        "fpr": held.fpr, "false_positives": held.false_positives, "negatives": held.negatives,
+        "fnr": held.fnr, "false_negatives": held.false_negatives, "positives": held.positives,
+        "fpr_retain": held.fpr_retain, "missed": held.missed, "wrongly_flagged": held.wrongly_flagged,
     }
     if extra_positives:
         caught = fitted.classifier.predict_proba(list(extra_positives)) >= fitted.threshold
@@ -77,11 +77,12 @@ def run_classifier_bench(config: ClassifierBenchConfig, progress: Callable[[str,
         for seed in config.seeds:
             note(f"{task}, {variant}, seed {seed}", done, total)
             classifier = default_classifier(entities, mode=config.mode, seed=seed)
+            settings = FitConfig(seed=seed, calibration=CalibrationConfig(alpha=config.alpha))
             if task == "demo":
-                fitted = fit_classifier(data.forget, data.retain, entities=entities, classifier=classifier, alpha=config.alpha, seed=seed)
+                fitted = fit_classifier(data.forget, data.retain, settings, entities=entities, classifier=classifier)
                 report.rows.append(_row(task, variant, seed, fitted))
             else:
-                fitted = fit_classifier(tofu / "forget01.jsonl", tofu / "retain99.jsonl", entities=entities, classifier=classifier, alpha=config.alpha, seed=seed)
+                fitted = fit_classifier(tofu / "forget01.jsonl", tofu / "retain99.jsonl", settings, entities=entities, classifier=classifier)
                 report.rows.append(_row(task, variant, seed, fitted, paraphrases))
             done += 1
     pool = [i.prompt for i in general_prompts()]

@@ -2,7 +2,7 @@
 metrics, an ECO guard fitted from what a user has, and the report."""
 
 from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_split, load_splits
-from .eco import EcoTofuConfig, fit_tofu_guard, format_items
+from .eco import EcoTofuConfig, fit_tofu_guard, format_items, tofu_fit_config
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
 from .report import check_floors, plot_tradeoff, summary_rows
 from .run import PreparedModels, TofuReport, TofuRunConfig, evaluate_model, prepare_models, run_tofu
@@ -35,4 +35,5 @@ __all__ = [
     "summarise",
     "summary_rows",
     "sweep_strengths",
+    "tofu_fit_config",
 ]

@@ -19,10 +19,10 @@ and the target model. The retain model is never consulted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from ...fitting import FitResult, fit_guard
+from ...fitting import FitConfig, FitResult, SearchConfig, TokensConfig, fit_guard
 from ...data.items import PromptItem
 from ...runtime.guarded import GuardedModel
 from ...models import embedding_scale
@@ -31,7 +31,10 @@ from ...data.perturb import perturb_answers
 from ...runtime.tokens import TokenSelection
 from .data import TofuSplits, entity_phrases
 
-__all__ = ["EcoTofuConfig", "fit_tofu_guard", "format_items", "strength_range", "surrogate_objective", "token_candidates"]
+__all__ = [
+    "EcoTofuConfig", "fit_tofu_guard", "format_items", "strength_range", "surrogate_objective", "token_candidates",
+    "tofu_fit_config",
+]
 
 Progress = Callable[[str, int, int], None]
 
@@ -41,24 +44,26 @@ def format_items(items: Sequence[PromptItem], chat: bool) -> list[PromptItem]:
     return list(items) if chat else [replace(i, prompt=f"Question: {i.prompt}\nAnswer:") for i in items]
 
 
+def tofu_fit_config(**changes: Any) -> FitConfig:
+    """TOFU's fit settings: ``match_reference`` up to a KS p-value of 0.9, searched by zeroth-order descent
+    (the surrogate is not monotone in the strength); ``changes`` as ``FitConfig.updated`` takes them."""
+    config = FitConfig(search=SearchConfig(method="zeroth_order", objective="match_reference", target=0.9))
+    return config.updated(**changes) if changes else config
+
+
 @dataclass
 class EcoTofuConfig:
     """Settings of the guard fit. ``tokens``: ``entities`` (the forget scope's names, titles and places,
     all-but-last where a question names none) or any other token selection strategy, e.g. ``all_but_last``.
     ``statistic``: ``truth_ratio`` (holdout items without perturbed answers get ``perturbed`` fact swaps) or
-    ``answer_prob``. ``strength_range``: the noise searched, default ``(scale, 3000 * scale)`` for the
-    model's embedding scale."""
+    ``answer_prob``. ``fit``: the fit's own settings (``tofu_fit_config()``); ``fit_tofu_guard`` sets its
+    name, chat and token candidates from the splits, and its strength range, when None, to
+    ``(scale, 3000 * scale)`` for the model's embedding scale."""
 
     tokens: str = "entities"
-    alpha: float = 0.01
-    corruption: str = "gaussian_first_n"
-    search: str = "zeroth_order"
-    budget: int = 30
-    target: float = 0.9
     statistic: str = "truth_ratio"
     perturbed: int = 5
-    strength_range: tuple[float, float] | None = None
-    seed: int = 0
+    fit: FitConfig = field(default_factory=tofu_fit_config)
 
     def __post_init__(self) -> None:
         if self.tokens != "entities":
@@ -78,11 +83,11 @@ def surrogate_objective(
     holdout = format_items(splits.holdout, chat)
     if config.statistic == "truth_ratio":
         holdout = perturb_answers(
-            holdout, config.perturbed, rank=_plausibility(GuardedModel(model, tokenizer), chat), seed=config.seed
+            holdout, config.perturbed, rank=_plausibility(GuardedModel(model, tokenizer), chat), seed=config.fit.seed
         )
     return make_objective(
         "match_reference", format_items(splits.forget[:limit] if limit else splits.forget, chat), chat=chat, statistic=config.statistic,
-        reference_items=holdout, target=config.target,
+        reference_items=holdout, target=config.fit.search.target,
     )
 
 
@@ -96,7 +101,7 @@ def token_candidates(splits: TofuSplits, config: EcoTofuConfig) -> list[TokenSel
 
 def strength_range(model: Any, config: EcoTofuConfig) -> tuple[float, float]:
     scale = embedding_scale(model)
-    return config.strength_range or (scale, 3000 * scale)
+    return config.fit.search.strength_range or (scale, 3000 * scale)
 
 
 def fit_tofu_guard(
@@ -115,21 +120,13 @@ def fit_tofu_guard(
     config = config or EcoTofuConfig()
     chat = bool(tokenizer.chat_template) if chat is None else chat
     objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
-    candidates = token_candidates(splits, config)
+    settings = config.fit.updated(
+        name=f"tofu-{splits.preset.forget}", chat=chat, tokens=TokensConfig(tuple(token_candidates(splits, config))),
+        search__strength_range=strength_range(model, config),
+    )
     fit = fit_guard(
-        model, tokenizer, format_items(splits.forget, chat), format_items(splits.retain_train, chat),
-        name=f"tofu-{splits.preset.forget}",
-        entities=splits.forget_authors,
-        tokens=candidates,
-        alpha=config.alpha,
-        objective=objective,
-        corruption=config.corruption,
-        search=config.search,
-        budget=config.budget,
-        strength_range=strength_range(model, config),
-        chat=chat,
-        seed=config.seed,
-        progress=progress,
+        model, tokenizer, format_items(splits.forget, chat), format_items(splits.retain_train, chat), settings,
+        entities=splits.forget_authors, objective=objective, progress=progress,
     )
     paraphrases = [i.prompt for i in format_items([PromptItem(q) for q in splits.forget_paraphrased_questions], chat)]
     caught = sum(d.flagged for d in fit.guard.decide(paraphrases)) if paraphrases else 0

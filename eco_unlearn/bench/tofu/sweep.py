@@ -70,8 +70,8 @@ def sweep_strengths(
         for strength in strengths:
             if progress is not None:
                 progress(f"sweep: {selection.strategy} at {strength:.4g}", len(rows), total)
-            spec = CorruptionSpec(config.corruption, float(strength))
-            values = objective.per_item(corrupt_every_prompt(model, tokenizer, spec, selection, seed=config.seed, model_fingerprint=model_fp))
+            spec = CorruptionSpec(config.fit.corruption.name, float(strength), config.fit.corruption.params)
+            values = objective.per_item(corrupt_every_prompt(model, tokenizer, spec, selection, seed=config.fit.seed, model_fingerprint=model_fp))
             rows.append({
                 "tokens": selection.strategy,
                 "strength": float(strength),
