@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import GuardError
+from ..validation import number
 from ..io import atomic_dir, atomic_write_json
 from ..registry import Registry
 
@@ -122,8 +123,7 @@ class ConstantClassifier:
     kind: ClassVar[str] = "constant"
 
     def __init__(self, score: float = 1.0) -> None:
-        if not (isinstance(score, (int, float)) and 0.0 <= score <= 1.0):
-            raise GuardError(f"a constant classifier's score must lie in [0, 1], not {score!r}")
+        number(score, "a constant classifier's score", low=0, high=1, error=GuardError)
         self.score = float(score)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import CalibrationError, EcoUnlearnError
+from ..errors import CalibrationError
+from ..validation import number
 
 __all__ = [
     "CalibrationError",
@@ -34,8 +35,7 @@ def conformal_rank(n: int, alpha: float) -> int:
 
 def min_calibration_size(alpha: float) -> int:
     """Fewest held-out negatives for which the conformal threshold bounds the FPR at ``alpha``."""
-    if not 0 < alpha < 1:
-        raise CalibrationError(f"alpha must lie in (0, 1), not {alpha!r}")
+    number(alpha, "alpha", low=0, high=1, low_open=True, high_open=True, error=CalibrationError)
     n = max(1, math.floor((1 - alpha) / alpha) - 1)
     while conformal_rank(n, alpha) > n:
         n += 1

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from ..errors import SearchError
 from ..registry import Registry
-from ..validation import is_integer
+from .. import validation
 from .deprecated import KeyAccess
 
 __all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "zeroth_order"]
@@ -70,10 +70,8 @@ class _Tracker:
     """Evaluates strengths (rounded for integer corruptions), caches them and keeps the trace."""
 
     def __init__(self, evaluate: Evaluate, goal: str, target: float, budget: int, integer: bool, method: str, progress: Progress | None):
-        if goal not in ("min", "max"):
-            raise SearchError(f"goal must be 'min' or 'max', not {goal!r}")
-        if not isinstance(budget, int) or budget < 2:
-            raise SearchError(f"the evaluation budget must be an integer of at least 2, not {budget!r}")
+        validation.one_of(goal, "goal", ("min", "max"), error=SearchError)
+        validation.integer(budget, "the evaluation budget", minimum=2, what="an integer of at least 2", error=SearchError)
         self.evaluate, self.goal, self.target, self.budget = evaluate, goal, target, budget
         self.integer, self.method, self.progress = integer, method, progress
         self.trace: list[SearchPoint] = []
@@ -138,8 +136,7 @@ def bisection(
     unreachable in the range: the result says so and keeps the best strength seen.
     """
     _check_range(low, high)
-    if not rtol >= 0:
-        raise SearchError(f"rtol must be a non-negative number, not {rtol!r}")
+    validation.number(rtol, "rtol", low=0, error=SearchError)
     track = _Tracker(evaluate, goal, target, budget, integer, "bisection", progress)
     if not track(high).met:
         return track.result(f"even the largest strength in the range ({high:.4g}) misses the target; widen the range or pick another corruption")
@@ -210,8 +207,7 @@ def grid(
                       DeprecationWarning, stacklevel=2)
         budget = points
     _check_range(low, high)
-    if not (is_integer(budget) and budget >= 2):
-        raise SearchError(f"a grid needs at least 2 points: budget must be an integer of at least 2, not {budget!r}")
+    validation.integer(budget, "a grid needs at least 2 points: budget", minimum=2, what="an integer of at least 2", error=SearchError)
     track = _Tracker(evaluate, goal, target, budget, integer, "grid", progress)
     for i in range(budget):
         track(math.exp(math.log(low) + i * (math.log(high) - math.log(low)) / (budget - 1)))
