@@ -171,8 +171,8 @@ class TokenCandidate:
     def __post_init__(self) -> None:
         self.entities = as_phrases(self.entities)
         for name in (self.strategy, self.fallback):
-            if name is not None and name not in SELECTION_STRATEGIES:
-                raise GuardError(f"unknown token selection {name!r}; choose one of {', '.join(SELECTION_STRATEGIES)}")
+            if name is not None:
+                SELECTION_STRATEGIES.get(name)  # an unknown name: GuardError with the known ones
         if self.fallback == "entities":
             raise GuardError("the fallback of a token selection cannot itself be 'entities'")
         if not all(isinstance(e, str) for e in self.entities):
