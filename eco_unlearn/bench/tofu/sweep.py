@@ -17,11 +17,11 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from ...runtime.corruption import CorruptionSpec
-from ...fitting import corrupt_every_prompt
+from ...fitting import every_prompt_guard
 from ...runtime.guarded import GuardedModel
 from ...io import atomic_dir
 from ...metrics import forget_quality
-from ...models import fingerprint, load_model
+from ...models import load_model
 from ...fitting.search import SearchError
 from ..environment import environment
 from ..saving import SavedReport, png_figure, require_matplotlib
@@ -62,8 +62,9 @@ def sweep_strengths(
     _check_strengths(strengths)
     chat = bool(tokenizer.chat_template) if chat is None else chat
     objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
-    objective.prepare(GuardedModel(model, tokenizer))
-    model_fp = fingerprint(model)
+    guarded = GuardedModel(model, tokenizer)  # one for the sweep: each strength attaches its guard
+    objective.prepare(guarded)
+    model_fp = guarded.model_fingerprint
     selections = token_candidates(splits, config)
     rows, total = [], len(selections) * len(strengths)
     for selection in selections:
@@ -71,7 +72,8 @@ def sweep_strengths(
             if progress is not None:
                 progress(f"sweep: {selection.strategy} at {strength:.4g}", len(rows), total)
             spec = CorruptionSpec(config.fit.corruption.name, float(strength), config.fit.corruption.params)
-            values = objective.per_item(corrupt_every_prompt(model, tokenizer, spec, selection, seed=config.fit.seed, model_fingerprint=model_fp))
+            guarded.attach(every_prompt_guard(spec, selection, model_fp, seed=config.fit.seed))
+            values = objective.per_item(guarded)
             rows.append({
                 "tokens": selection.strategy,
                 "strength": float(strength),
