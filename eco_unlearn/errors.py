@@ -6,7 +6,7 @@ Both derive from ``EcoUnlearnError``, so ``except EcoUnlearnError`` catches ever
 """
 
 __all__ = [
-    "CalibrationError", "ClassifierError", "CorruptionError", "EcoUnlearnError", "FinetuneError", "GuardError",
+    "CalibrationError", "ClassifierError", "CorruptionError", "DatasetError", "EcoUnlearnError", "FinetuneError", "GuardError",
     "IncompatibleGuardError", "InputError", "ItemsError", "MetricError", "MissingDependencyError", "ModelError",
     "ObjectiveError", "ParallelError", "PromptError", "RegistryError", "RunFailure", "SearchError",
     "ServeConfigError", "ServerError", "TofuDataError",
@@ -81,7 +81,11 @@ class MetricError(InputError):
     """A metric cannot be computed from what it was given (an answer without tokens, no values)."""
 
 
-class TofuDataError(InputError):
+class DatasetError(InputError):
+    """A benchmark dataset (MMLU, RWKU, WMDP-format files, ...) is missing or malformed."""
+
+
+class TofuDataError(DatasetError):
     """A TOFU split is missing or malformed."""
 
 

@@ -8,7 +8,6 @@ truth ratio needs; ``holdoutNN`` authors are in no training split.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 
 from ...errors import TofuDataError
 from ...data.items import PromptItem
+from ...data.local import DATA_ENV, read_json_rows
 
 __all__ = [
     "AUTHOR_ROWS",
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 HUB_DATASET = "locuslab/TOFU"
-DATA_ENV = "ECO_UNLEARN_DATA"
 AUTHOR_ROWS = 20
 
 _QA = ("question", "answer")
@@ -68,24 +67,6 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
             return candidate
     source = "--data-dir" if data_dir is not None else f"${DATA_ENV}"
     raise TofuDataError(f"no TOFU data in {root} ({source}): expected full.jsonl there or in {root / 'tofu'}")
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8-sig")
-    if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TofuDataError(f"{path} is not valid JSON: {exc}") from None
-        return [(row, f"{path}[{i}]") for i, row in enumerate(rows)]
-    rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                rows.append((json.loads(line), f"{path}:{number}"))
-            except json.JSONDecodeError as exc:
-                raise TofuDataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    return rows
 
 
 def _check(split: str, rows: list[tuple[Any, str]]) -> list[dict[str, Any]]:
@@ -122,7 +103,7 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None) -> list[di
         path = next((folder / f"{split}{ext}" for ext in (".jsonl", ".json") if (folder / f"{split}{ext}").is_file()), None)
         if path is None:
             raise TofuDataError(f"TOFU split {split!r} not found in {folder} (expected {split}.jsonl)")
-        return _check(split, _read_rows(path))
+        return _check(split, read_json_rows(path, TofuDataError))
     try:
         from huggingface_hub import hf_hub_download
 
@@ -132,7 +113,7 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None) -> list[di
             f"cannot download TOFU split {split!r} from the hub ({HUB_DATASET}): {exc}. Offline, give a local copy "
             f"with --data-dir or ${DATA_ENV}"
         ) from None
-    return _check(split, _read_rows(path))
+    return _check(split, read_json_rows(path, TofuDataError))
 
 
 @dataclass(frozen=True)
