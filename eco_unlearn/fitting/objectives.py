@@ -70,6 +70,11 @@ class Objective:
     def per_item(self, model: "GuardedModel") -> np.ndarray:
         raise NotImplementedError
 
+    def prompts(self) -> list[str] | None:
+        """The prompts ``per_item`` sends to the model, when they are the items' own (else None): a guard
+        that flags every one of them corrupts them as the search did, so the fit need not score them again."""
+        return None
+
     def aggregate(self, values: np.ndarray) -> float:
         return float(np.mean(values))
 
@@ -249,6 +254,7 @@ class MatchReference(Objective):
     statistic: str = "truth_ratio"
     reference_values: Sequence[float] | None = None
     reference_items: Sequence[PromptItem] | None = None
+    shared_prefix: bool = True  # score a question's answers with one prefill (score_shared); False: one row each
     monotone: ClassVar[bool] = False
     goal: ClassVar[str] = "max"
     needs: ClassVar[str] = "the answers the statistic scores"
@@ -284,21 +290,25 @@ class MatchReference(Objective):
         if self.statistic == "answer_prob":
             logprobs = model.score([i.prompt for i in items], [lead + i.answer for i in items], chat=chat, batch_size=self.batch_size)
             return np.array([answer_probability(lp.tolist()) for lp in logprobs])
-        prompts, answers = [], []
-        for item in items:
-            for answer in (item.paraphrased_answer, *item.perturbed_answers):
-                prompts.append(item.prompt)
-                answers.append(lead + answer)
-        logprobs = [lp.tolist() for lp in model.score(prompts, answers, chat=chat, batch_size=self.batch_size)]
-        ratios, start = [], 0
-        for item in items:
-            n = 1 + len(item.perturbed_answers)
-            ratios.append(truth_ratio(logprobs[start], logprobs[start + 1 : start + n]))
-            start += n
-        return np.array(ratios)
+        groups = [[lead + a for a in (item.paraphrased_answer, *item.perturbed_answers)] for item in items]
+        if self.shared_prefix:
+            from ..runtime.shared_prefix import score_shared
+
+            scored = score_shared(model, [i.prompt for i in items], groups, chat=chat, batch_size=self.batch_size)
+        else:
+            prompts = [item.prompt for item, group in zip(items, groups) for _ in group]
+            flat = model.score(prompts, [a for group in groups for a in group], chat=chat, batch_size=self.batch_size)
+            scored, start = [], 0
+            for group in groups:
+                scored.append(flat[start : start + len(group)])
+                start += len(group)
+        return np.array([truth_ratio(g[0].tolist(), [lp.tolist() for lp in g[1:]]) for g in scored])
 
     def per_item(self, model: "GuardedModel") -> np.ndarray:
         return self.statistics(model, self.items)
+
+    def prompts(self) -> list[str] | None:
+        return [item.prompt for item in self.items]
 
     def aggregate(self, values: np.ndarray) -> float:
         if self.reference_values is None:

@@ -188,8 +188,13 @@ def fit_guard(
     guard = Guard([target], model_fingerprint=model_fp, seed=seed)
     note("end-to-end evaluation", 0, 1)
     guarded.attach(guard)
-    end_to_end = obj.evaluate(guarded)
     flagged = sum(d.flagged for d in guard.decide([i.prompt for i in obj.items]))
+    # a guard that flags every prompt the objective scores corrupts them exactly as the search did
+    scored = obj.prompts()
+    if scored is not None and all(d.flagged for d in guard.decide(scored)):
+        end_to_end = result.value
+    else:
+        end_to_end = obj.evaluate(guarded)
     clock["end_to_end"] = time.perf_counter()
     report = FitReport(
         target=name,

@@ -61,7 +61,9 @@ EXPECTED = {
 
 def test_summarise_matches_hand_computations():
     summary = summarise(SYNTHETIC)
-    assert set(summary) == set(EXPECTED) | {"model_utility"}
+    assert set(summary) == set(EXPECTED) | {"model_utility", "model_utility_no_rouge"}
+    assert summary["model_utility_no_rouge"] == pytest.approx(
+        stats.hmean([EXPECTED[k] for k in UTILITY_KEYS if "ROUGE" not in k]), rel=1e-12)
     for key, value in EXPECTED.items():
         assert summary[key] == pytest.approx(value, abs=1e-12), key
     utility = [EXPECTED[k] for k in UTILITY_KEYS]
@@ -185,7 +187,8 @@ def test_evaluate_tofu_summary_and_config(bare_eval):
     assert bare_eval.model == "bare"
     assert bare_eval.summary == summarise(bare_eval.items)
     assert bare_eval.summary["forget_flagged"] == 0.0 and "model_utility" in bare_eval.summary
-    assert bare_eval.config == {"max_new_tokens": 4, "batch_size": 3, "chat": False}
+    assert bare_eval.config == {"max_new_tokens": 4, "batch_size": 3, "chat": False, "shared_prefix": True, "generate": True}
+    assert "model_utility_no_rouge" in bare_eval.summary
 
 
 def test_evaluate_tofu_does_not_depend_on_batching(bare_eval, model, tok):

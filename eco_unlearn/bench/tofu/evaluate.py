@@ -10,7 +10,8 @@ Names and definitions follow the open-unlearning framework (``tofu`` evaluation)
   answer is the paraphrased one where the split has it (forget, retain), else the answer itself.
   Forget aggregates with ``mean(min(tr, 1/tr))``, the other sets with ``mean(max(0, 1 - tr))``.
 - ``forget_quality``: KS-test p-value between the forget truth ratios and the retain model's.
-- ``model_utility``: harmonic mean of the nine retain, real-author and world-fact numbers.
+- ``model_utility``: harmonic mean of the nine retain, real-author and world-fact numbers;
+  ``model_utility_no_rouge`` of the six that need no generation (for cheap scoring, ``generate=False``).
 
 Every per-question value is kept (``TofuEvaluation.items``), so any statistic can be recomputed from the
 saved JSON without the model.
@@ -25,11 +26,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ...runtime.guarded import GuardedModel
+from ...runtime.shared_prefix import score_shared
 from ...data.items import PromptItem
 from ...errors import TofuDataError
 from ...metrics import forget_quality, harmonic_mean, mean_nll, rouge_l_recall
 
-__all__ = ["EVAL_SETS", "UTILITY_KEYS", "TofuEvalConfig", "TofuEvaluation", "evaluate_tofu", "summarise"]
+__all__ = ["EVAL_SETS", "PROBABILITY_UTILITY_KEYS", "UTILITY_KEYS", "TofuEvalConfig", "TofuEvaluation", "evaluate_tofu", "summarise"]
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
 _PREFIX = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
@@ -38,6 +40,9 @@ UTILITY_KEYS = (
     "ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio",
     "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio",
 )
+
+# model utility without the three ROUGE terms: what a score without generation can compare
+PROBABILITY_UTILITY_KEYS = tuple(k for k in UTILITY_KEYS if not k.endswith("_ROUGE"))
 
 Progress = Callable[[str, int, int], None]
 
@@ -50,6 +55,8 @@ class TofuEvalConfig:
     max_new_tokens: int = 96
     batch_size: int = 16
     chat: bool | None = None
+    shared_prefix: bool = True  # a question's answers share one prefill (score_shared); equal up to float rounding
+    generate: bool = True  # False: probabilities and truth ratios only (no ROUGE, no model_utility): a cheap score
 
 
 @dataclass
@@ -87,22 +94,42 @@ def _score_nll(model: GuardedModel, pairs: list[tuple[str, str]], chat: bool, ba
     return out
 
 
+def _answer_nll(model: GuardedModel, items: Sequence[PromptItem], groups: list[list[str]], chat: bool, config: TofuEvalConfig) -> list[float]:
+    """Mean NLL per token of every answer in ``groups`` (one group per item), flattened in order."""
+    if not config.shared_prefix:
+        return _score_nll(model, [(i.prompt, a) for i, group in zip(items, groups) for a in group], chat, config.batch_size)
+    order = _order([len(i.prompt) for i in items])
+    scored = score_shared(model, [items[i].prompt for i in order], [groups[i] for i in order], chat=chat, batch_size=config.batch_size)
+    by_item: list[list[float]] = [[] for _ in items]
+    for rank, i in enumerate(order):
+        by_item[i] = [mean_nll(lp.tolist()) for lp in scored[rank]]
+    return [v for values in by_item for v in values]
+
+
+def _generations(model: GuardedModel, items: Sequence[PromptItem], chat: bool, config: TofuEvalConfig) -> tuple[list, list]:
+    """Greedy generations (None each without ``config.generate``) and the guard's decisions, in item order."""
+    order = _order([len(i.prompt) for i in items])
+    prompts = [items[i].prompt for i in order]
+    if config.generate:
+        texts, decisions = model.generate(
+            prompts, chat=chat, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, return_decisions=True
+        )
+    else:
+        texts, decisions = [None] * len(prompts), model.decide(prompts, chat=chat)
+    generations, flags = [None] * len(items), [None] * len(items)
+    for rank, i in enumerate(order):
+        generations[i], flags[i] = None if texts[rank] is None else texts[rank].strip(), decisions[rank]
+    return generations, flags
+
+
 def _evaluate_set(model: GuardedModel, split: str, items: Sequence[PromptItem], config: TofuEvalConfig, chat: bool) -> list[dict[str, Any]]:
     lead = "" if chat else " "
-    pairs: list[tuple[str, str]] = []
+    groups = []
     for item in items:
         true = item.paraphrased_answer if split in ("forget", "retain") else item.answer
-        pairs += [(item.prompt, lead + item.answer), (item.prompt, lead + true)]
-        pairs += [(item.prompt, lead + p) for p in item.perturbed_answers]
-    nll = _score_nll(model, pairs, chat, config.batch_size)
-    order = _order([len(i.prompt) for i in items])
-    texts, decisions = model.generate(
-        [items[i].prompt for i in order], chat=chat, max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size, return_decisions=True,
-    )
-    generations, flags = [""] * len(items), [None] * len(items)
-    for rank, i in enumerate(order):
-        generations[i], flags[i] = texts[rank].strip(), decisions[rank]
+        groups.append([lead + a for a in (item.answer, true, *item.perturbed_answers)])
+    nll = _answer_nll(model, items, groups, chat, config)
+    generations, flags = _generations(model, items, chat, config)
     rows, start = [], 0
     for i, item in enumerate(items):
         n = 2 + len(item.perturbed_answers)
@@ -118,7 +145,7 @@ def _evaluate_set(model: GuardedModel, split: str, items: Sequence[PromptItem], 
             "prob": math.exp(-answer_nll),
             "prob_normalised": math.exp(-answer_nll) / (math.exp(-answer_nll) + sum(math.exp(-p) for p in perturbed)),
             "truth_ratio": math.exp(true_nll - float(np.mean(perturbed))),
-            "rouge_l_recall": rouge_l_recall(item.answer, generations[i]),
+            "rouge_l_recall": None if generations[i] is None else rouge_l_recall(item.answer, generations[i]),
             "flagged": flags[i].flagged,
             "targets": flags[i].targets,
         })
@@ -136,7 +163,8 @@ def summarise(items: dict[str, list[dict[str, Any]]], retain_truth_ratios: Seque
             summary[f"{prefix}_Q_A_Prob_normalised"] = float(np.mean([r["prob_normalised"] for r in rows]))
         else:
             summary[f"{prefix}_Q_A_Prob"] = float(np.mean([r["prob"] for r in rows]))
-        summary[f"{prefix}_Q_A_ROUGE"] = float(np.mean([r["rouge_l_recall"] for r in rows]))
+        if all(r["rouge_l_recall"] is not None for r in rows):
+            summary[f"{prefix}_Q_A_ROUGE"] = float(np.mean([r["rouge_l_recall"] for r in rows]))
         if split == "forget":
             summary["forget_truth_ratio"] = float(np.mean(np.minimum(ratios, 1 / ratios)))
         else:
@@ -144,6 +172,8 @@ def summarise(items: dict[str, list[dict[str, Any]]], retain_truth_ratios: Seque
         summary[f"{prefix}_flagged"] = float(np.mean([r["flagged"] for r in rows]))
     if all(k in summary for k in UTILITY_KEYS):
         summary["model_utility"] = harmonic_mean([summary[k] for k in UTILITY_KEYS])
+    if all(k in summary for k in PROBABILITY_UTILITY_KEYS):
+        summary["model_utility_no_rouge"] = harmonic_mean([summary[k] for k in PROBABILITY_UTILITY_KEYS])
     if retain_truth_ratios is not None and "forget" in items:
         summary["forget_quality"] = forget_quality([r["truth_ratio"] for r in items["forget"]], retain_truth_ratios)
     return summary
