@@ -28,7 +28,10 @@ from ..models import context_length
 from ..runtime.prompts import render_prompt
 from ..validation import integer, number, one_of
 
-__all__ = ["FinetuneConfig", "FinetuneError", "FinetuneResult", "encode_example", "finetune"]
+__all__ = [
+    "FinetuneConfig", "FinetuneError", "FinetuneResult", "collate", "encode_example", "finetune", "length_batches",
+    "linear_schedule", "use_bfloat16",
+]
 
 
 
@@ -83,7 +86,7 @@ def encode_example(tokenizer: Any, question: str, answer: str, *, chat: bool) ->
     return list(prompt) + list(answer_ids) + [tokenizer.eos_token_id], len(prompt)
 
 
-def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Length-bucketed batches in a random order: examples of similar length share a batch (little padding)."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -91,7 +94,18 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
     return batches
 
 
-def _collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+def linear_schedule(total: int, warmup: int) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warmup over ``warmup`` steps, then linear decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(ids) for ids, _ in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)
@@ -103,7 +117,7 @@ def _collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, to
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def _use_bfloat16(dtype: str, device: torch.device) -> bool:
+def use_bfloat16(dtype: str, device: torch.device) -> bool:
     if dtype == "auto":
         return torch.cuda.is_bf16_supported() if device.type == "cuda" else fast_bfloat16()
     return dtype == "bfloat16"
@@ -181,11 +195,6 @@ def finetune(
     total = steps_per_epoch * config.epochs
     warmup = int(total * config.warmup_fraction)
 
-    def schedule(step: int) -> float:  # linear warmup, then linear decay to zero
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
     data = hashlib.sha256(json.dumps(encoded).encode()).hexdigest()
     run_id = {"config": asdict(config), "examples": len(encoded), "data_sha256": data, "chat": chat}
     path = Path(checkpoint) if checkpoint is not None else None
@@ -196,7 +205,7 @@ def finetune(
 
     frozen = {name: p.requires_grad for name, p in model.named_parameters()}
     result = FinetuneResult(config, len(encoded), total)
-    bf16 = _use_bfloat16(config.dtype, device)
+    bf16 = use_bfloat16(config.dtype, device)
     began = time.perf_counter()
     try:
         model.requires_grad_(True)  # models load frozen for inference; every weight trains here
@@ -206,7 +215,7 @@ def finetune(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.learning_rate,
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total, warmup))
         start_epoch = 0
         if resume:
             state = _load_checkpoint(path, model, optimizer, scheduler)
@@ -217,8 +226,8 @@ def finetune(
             rng = random.Random(config.seed * 1000 + epoch)
             torch.manual_seed(config.seed * 1000 + epoch)
             losses = []
-            for b, batch_ids in enumerate(_batches(lengths, config.batch_size, rng)):
-                batch = {k: v.to(device) for k, v in _collate([encoded[i] for i in batch_ids], pad_id).items()}
+            for b, batch_ids in enumerate(length_batches(lengths, config.batch_size, rng)):
+                batch = {k: v.to(device) for k, v in collate([encoded[i] for i in batch_ids], pad_id).items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     loss = model(**batch).loss
                 loss.backward()

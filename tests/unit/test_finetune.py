@@ -112,7 +112,7 @@ def test_encode_example_refuses_an_empty_answer(tok, chat, answer):
 
 def test_collate_masks_prompt_and_padding(tok):
     examples = [encode_example(tok, q, a, chat=False) for q, a in PAIRS[:2]]
-    batch = finetune_module._collate(examples, pad_id=tok.pad_token_id)
+    batch = finetune_module.collate(examples, pad_id=tok.pad_token_id)
     width = max(len(ids) for ids, _ in examples)
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (2, width)
     for row, (ids, n_prompt) in enumerate(examples):
@@ -144,7 +144,7 @@ def test_batches_cover_every_example_once_and_group_lengths():
     import random
 
     lengths = [5, 30, 6, 31, 7, 32, 8]
-    batches = finetune_module._batches(lengths, 2, random.Random(0))
+    batches = finetune_module.length_batches(lengths, 2, random.Random(0))
     assert sorted(i for b in batches for i in b) == list(range(7))
     assert all(len(b) <= 2 for b in batches)
     assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 2 for b in batches)
