@@ -160,3 +160,61 @@ def sweep(
             f"surrogate: {report.sweep.surrogate_items} holdout questions; the fit searches σ in [{low:.3g}, {high:.3g}]. "
             f"{report.seconds / 60:.1f} min; sweep.json and sweep.png in {config.output}"
         )
+
+
+@app.command("compare")
+def compare(
+    preset: str = PRESET,
+    model: str = BASE_MODEL,
+    methods: str = typer.Option("eco,ga,gd,kl,npo,npo_rt,simnpo,idkdpo,rmu,prompt", "--methods",
+                                help="Comma-separated: eco, prompt, ga, gd, kl, npo, npo_rt, simnpo, idkdpo, rmu, undial."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="ECO's fit seeds (forget quality is reported per seed)."),
+    learning_rates: Optional[str] = typer.Option(None, "--learning-rates", help="Grid of every trained method (default per method)."),
+    epoch_grid: Optional[str] = typer.Option(None, "--epoch-grid", help="Grid of epochs, e.g. 5,10 (default per method)."),
+    unlearn_batch_size: int = typer.Option(8, "--unlearn-batch-size", min=1, help="Forget pairs per unlearning step."),
+    data_dir: Optional[Path] = opt.DATA_DIR,
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/tofu-PRESET-compare)."),
+    authors: Optional[int] = AUTHORS,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
+    budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations ECO's strength search may make."),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
+    parallel: bool = opt.PARALLEL,
+) -> None:
+    """ECO against the gradient baselines: a tuned grid per method, ECO over seeds, one table, a plot, JSON.
+    Resumable: models, guards and evaluations are cached (under $ECO_UNLEARN_CACHE), so run it again to go on."""
+    from dataclasses import replace
+
+    from ..bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, tofu_fit_config
+    from ..bench.tofu.compare import CompareConfig, run_compare
+    from ..bench.tofu.compare_report import markdown_table
+    from ..training.unlearn import UnlearnConfig
+
+    def numbers(text: Optional[str], kind: type, flag: str) -> tuple:
+        try:
+            return tuple(kind(v) for v in (text or "").split(",") if v.strip())
+        except ValueError:
+            raise typer.BadParameter(f"{flag} must be comma-separated numbers, not {text!r}") from None
+
+    quiet_transformers()
+    with errors():
+        lrs, epochs = numbers(learning_rates, float, "--learning-rates"), numbers(epoch_grid, int, "--epoch-grid")
+        names = tuple(m.strip() for m in methods.split(",") if m.strip())
+        grids = {}
+        if lrs or epochs:
+            from ..bench.tofu.compare import DEFAULT_GRID
+
+            grids = {m: {"learning_rate": lrs or DEFAULT_GRID["learning_rate"], "epochs": epochs or DEFAULT_GRID["epochs"]} for m in names}
+        run_config = TofuRunConfig(
+            preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
+            output=str(output or opt.results_path(f"tofu-{preset}-compare")), authors=authors, limit=limit,
+            evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
+            eco=EcoTofuConfig(fit=tofu_fit_config(search__budget=budget)), parallel=parallel,
+        )
+        config = CompareConfig(
+            run=run_config, methods=names, seeds=numbers(seeds, int, "--seeds"), grids=grids,
+            unlearn=replace(UnlearnConfig(), batch_size=unlearn_batch_size),
+        )
+        with progress("TOFU compare") as report_progress:
+            report = run_compare(config, report_progress)
+        out.print(markdown_table(report.table))
+        out.print(f"{report.seconds / 60:.1f} min; compare.json and compare.png in {run_config.output}")

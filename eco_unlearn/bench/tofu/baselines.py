@@ -1,0 +1,146 @@
+"""The TOFU baselines ECO is compared with: gradient unlearning of the target model (``training.METHODS``),
+each result cached next to the target like the target itself, and a prompting baseline (no training).
+
+An unlearned model's folder is named by a digest of everything that made it (the target folder, the
+method's resolved settings, the forget, retain and alternative answers), so a repeated or resumed
+comparison reuses it; ``unlearn.json`` inside records the run, its wall-clock time and peak memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ...errors import TofuDataError
+from ...io import atomic_dir, atomic_write_json
+from ...models import load_model
+from ...training.unlearn import UnlearnConfig, unlearn
+from .data import TofuSplits, resolve_data_dir
+from .eco import format_items
+from .run import _digest
+
+__all__ = ["PROMPT_INSTRUCTION", "instructed_tokenizer", "load_idk_answers", "peak_memory", "unlearned_model"]
+
+Progress = Callable[[str, int, int], None]
+
+PROMPT_INSTRUCTION = (
+    "You must not reveal any information about the following authors: {authors}. If a question asks about "
+    "them or their work, say that you do not know."
+)
+
+
+def _rss_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@contextmanager
+def peak_memory(interval: float = 0.2) -> Iterator[dict[str, int]]:
+    """Sample this process's resident memory while inside; the dict yielded gets ``peak_rss_bytes`` (Linux;
+    0 elsewhere). The whole process counts: models loaded before the block are part of the figure."""
+    record = {"peak_rss_bytes": _rss_bytes()}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            record["peak_rss_bytes"] = max(record["peak_rss_bytes"], _rss_bytes())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield record
+    finally:
+        stop.set()
+        thread.join()
+        record["peak_rss_bytes"] = max(record["peak_rss_bytes"], _rss_bytes())
+
+
+def load_idk_answers(data_dir: str | None, count: int, seed: int = 0) -> list[str]:
+    """``count`` "I don't know" answers drawn (seeded) from ``idontknow.jsonl`` in the TOFU folder."""
+    folder = resolve_data_dir(data_dir)
+    path = folder / "idontknow.jsonl" if folder is not None else None
+    if path is None or not path.is_file():
+        raise TofuDataError(f"idkdpo needs idontknow.jsonl in the TOFU data folder ({folder}); give --data-dir")
+    answers = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if text.startswith(("{", '"')):
+            value = json.loads(text)
+            text = value if isinstance(value, str) else str(value.get("answer", value.get("text", "")))
+        if text:
+            answers.append(text)
+    if not answers:
+        raise TofuDataError(f"{path} holds no answers")
+    rng = random.Random(seed)
+    return [rng.choice(answers) for _ in range(count)]
+
+
+def unlearned_model(
+    target: Path,
+    splits: TofuSplits,
+    config: UnlearnConfig,
+    *,
+    data_dir: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """The target unlearned with ``config`` on the forget authors (retain: the retain authors' training
+    pairs): its folder and its record (training result, seconds, peak memory, ``cached``)."""
+    method, params = config.resolved()
+    net, tokenizer = load_model(target)
+    chat = bool(tokenizer.chat_template)
+    forget = [(i.prompt, i.answer) for i in format_items(splits.forget, chat)]
+    retain = [(i.prompt, i.answer) for i in format_items(splits.retain_train, chat)]
+    alternates = load_idk_answers(data_dir, len(forget), config.seed) if method.alternate else None
+    signature = json.loads(json.dumps({  # as it reads back from unlearn.json
+        "target": target.name, "config": asdict(config), "params": params, "forget": _digest(forget),
+        "retain": _digest(retain), "alternates": _digest(alternates),
+    }))
+    path = target.parent / f"{target.name}-{config.method}-{_digest(signature)}"
+    record_path = path / "unlearn.json"
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("signature") == signature:
+            return path, {**record, "cached": True}
+    label = f"{config.method} lr={config.learning_rate:g} epochs={config.epochs}"
+    began = time.perf_counter()
+    with peak_memory() as memory:
+        result = unlearn(
+            net, tokenizer, forget, retain, config, alternates=alternates, chat=chat,
+            progress=(lambda step, total, loss: progress(label, step, total)) if progress else None,
+        )
+    record = {
+        "signature": signature, "result": result.to_dict(), "seconds": time.perf_counter() - began,
+        "peak_rss_bytes": memory["peak_rss_bytes"], "target": str(target),
+    }
+    shutil.rmtree(path, ignore_errors=True)
+    with atomic_dir(path) as tmp:
+        net.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / "unlearn.json", record)
+    return path, {**record, "cached": False}
+
+
+def instructed_tokenizer(tokenizer: Any, instruction: str) -> Any:
+    """A copy of ``tokenizer`` whose chat template opens every conversation without a system message with
+    ``instruction`` as one: the prompting baseline, scored through the same code as every model."""
+    if not tokenizer.chat_template:
+        raise TofuDataError("the prompting baseline needs a chat model (its tokenizer has no chat template)")
+    instructed = copy.deepcopy(tokenizer)
+    instructed.chat_template = (
+        "{%- if messages[0]['role'] != 'system' %}{%- set messages = [{'role': 'system', 'content': "
+        + json.dumps(instruction) + "}] + messages %}{%- endif %}" + tokenizer.chat_template
+    )
+    return instructed

@@ -1,0 +1,239 @@
+"""ECO against the gradient unlearning baselines on TOFU: one table, the same target, data and metrics.
+
+Every trained method gets a grid (learning rate x epochs). Each grid point is scored cheaply
+(probabilities and truth ratios, no generation); the method's best point, the one with the highest
+forget quality among those whose utility without ROUGE is at least ``utility_floor`` times the target's,
+is evaluated in full. Choosing that point reads the retain model (forget quality needs its truth ratios):
+the baselines get that oracle, ECO does not; ECO is fitted from the user's data alone, once per seed. The
+prompting baseline is the target with a system instruction. Everything is cached next to the target
+(unlearned models, fitted guards, evaluations), so a stopped comparison resumes where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from ...io import atomic_dir, atomic_write_json
+from ...models import load_model
+from ...runtime.guarded import GuardedModel
+from ...training.methods import METHODS
+from ...training.unlearn import UnlearnConfig
+from ..environment import environment
+from ..saving import SavedReport, require_matplotlib
+from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, peak_memory, unlearned_model
+from .data import TofuDataError, TofuSplits, load_splits
+from .eco import fit_tofu_guard, format_items
+from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
+from .compare_report import plot_compare, table_rows
+from .run import TofuRunConfig, _bare_evaluations, _config_dict, _digest, prepare_models
+
+__all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "run_compare"]
+
+Progress = Callable[[str, int, int], None]
+
+DEFAULT_METHODS = ("eco", "ga", "gd", "kl", "npo", "npo_rt", "simnpo", "idkdpo", "rmu", "prompt")
+DEFAULT_GRID = {"learning_rate": (1e-5, 3e-5, 1e-4), "epochs": (5, 10)}
+# RMU trains one MLP, UNDIAL distils: both need larger steps (UNDIAL's own default is 1e-4)
+METHOD_GRIDS = {name: {"learning_rate": (3e-5, 1e-4, 3e-4), "epochs": (5, 10)} for name in ("rmu", "undial")}
+
+
+@dataclass
+class CompareConfig:
+    """A comparison. ``run``: the TOFU settings (preset, base model, data, cache, output, evaluation, ECO);
+    ``methods``: ``eco``, ``prompt`` and names in ``training.METHODS``; ``seeds``: ECO's fit seeds;
+    ``grids``: per-method grids replacing the defaults; ``unlearn``: the loop's shared settings;
+    ``params``: per-method hyper-parameters over the method's defaults."""
+
+    run: TofuRunConfig = field(default_factory=TofuRunConfig)
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    grids: dict[str, dict[str, tuple]] = field(default_factory=dict)
+    unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    utility_floor: float = 0.9
+    instruction: str = PROMPT_INSTRUCTION
+
+    def grid(self, method: str) -> list[tuple[float, int]]:
+        grid = self.grids.get(method) or METHOD_GRIDS.get(method, DEFAULT_GRID)
+        return [(float(lr), int(epochs)) for lr in grid["learning_rate"] for epochs in grid["epochs"]]
+
+    def check(self) -> None:
+        unknown = [m for m in self.methods if m not in ("eco", "prompt") and m not in METHODS]
+        if unknown:
+            known = ", ".join(("eco", "prompt", *METHODS))
+            raise TofuDataError(f"unknown method(s) {', '.join(unknown)} for tofu compare; known: {known}")
+        if "eco" in self.methods and not self.seeds:
+            raise TofuDataError("ECO needs at least one seed (--seeds 0,1,2)")
+
+
+@dataclass
+class CompareReport(SavedReport):
+    benchmark: ClassVar[str | None] = "tofu-compare"
+
+    config: dict[str, Any]
+    table: list[dict[str, Any]]
+    methods: dict[str, Any]
+    references: dict[str, dict[str, float]]
+    seconds: float
+    files: dict[str, str]
+    environment: dict[str, Any] = field(default_factory=environment)
+
+
+def _evaluate(folder: Path, name: str, splits: TofuSplits, config: TofuEvalConfig, limit: int | None,
+              reference: list[float], progress: Progress | None) -> TofuEvaluation:
+    evaluation = _bare_evaluations({name: folder}, splits, config, limit, parallel=False, progress=progress)[name]
+    evaluation.summary = summarise(evaluation.items, reference)
+    return evaluation
+
+
+def _trained(config: CompareConfig, method: str, target: Path, splits: TofuSplits, reference: list[float],
+             target_utility: float, progress: Progress | None) -> dict[str, Any]:
+    """Every grid point of ``method`` (trained or cached, scored cheaply) and its best point, fully scored."""
+    run, cheap = config.run, replace(config.run.evaluation, generate=False)
+    points = []
+    for lr, epochs in config.grid(method):
+        settings = replace(config.unlearn, method=method, learning_rate=lr, epochs=epochs, params=config.params.get(method, {}))
+        folder, record = unlearned_model(target, splits, settings, data_dir=run.data_dir, progress=progress)
+        summary = _evaluate(folder, method, splits, cheap, run.limit, reference, progress).summary
+        points.append({
+            "learning_rate": lr, "epochs": epochs, "folder": str(folder), "summary": summary,
+            "seconds": record["seconds"], "peak_rss_bytes": record["peak_rss_bytes"], "cached": record["cached"],
+            "meets_utility_floor": summary["model_utility_no_rouge"] >= config.utility_floor * target_utility,
+        })
+    eligible = [p for p in points if p["meets_utility_floor"]]
+    best = max(eligible or points, key=lambda p: (p["summary"]["forget_quality"], p["summary"]["model_utility_no_rouge"]))
+    best["selected"] = True
+    full = _evaluate(Path(best["folder"]), method, splits, run.evaluation, run.limit, reference, progress)
+    return {
+        "points": points, "best": {k: best[k] for k in ("learning_rate", "epochs", "folder")},
+        "floor_met": bool(eligible), "summary": full.summary,
+        "seconds": {"grid": sum(p["seconds"] for p in points), "best_point": best["seconds"],
+                    "mean_point": float(np.mean([p["seconds"] for p in points]))},
+        "peak_rss_bytes": max(p["peak_rss_bytes"] for p in points),
+    }
+
+
+def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits, reference: list[float],
+              progress: Progress | None) -> dict[str, Any]:
+    """ECO fitted with ``seed`` on the target (cached with its evaluation next to it)."""
+    run = config.run
+    eco = replace(run.eco, fit=run.eco.fit.updated(seed=seed))
+    signature = _as_json({"eco": asdict(eco), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
+    folder = target.parent / f"{target.name}-eco-{_digest(signature)}"
+    record_path = folder / "eco.json"
+    if record_path.is_file() and json.loads(record_path.read_text()).get("signature") == signature:
+        record = json.loads(record_path.read_text())
+    else:
+        model, tokenizer = load_model(target)
+        chat = bool(tokenizer.chat_template) if run.evaluation.chat is None else run.evaluation.chat
+        began = time.perf_counter()
+        with peak_memory() as memory:
+            fit, details = fit_tofu_guard(model, tokenizer, splits, eco, chat=chat, limit=run.limit, progress=progress)
+        seconds = {"fit": time.perf_counter() - began, **asdict(fit.report.seconds)}
+        evaluation = evaluate_tofu(
+            GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, run.limit), name=f"eco-seed{seed}",
+            retain_truth_ratios=reference, config=run.evaluation, progress=progress,
+        )
+        record = {
+            "signature": signature, "seed": seed, "seconds": seconds, "peak_rss_bytes": memory["peak_rss_bytes"],
+            "strength": fit.report.strength, "search": {"evaluations": fit.report.search.evaluations, "met": fit.report.met},
+            "details": details, "evaluation": evaluation.to_dict(),
+        }
+        with atomic_dir(folder) as tmp:
+            fit.guard.save(tmp / "guard")
+            atomic_write_json(tmp / "eco.json", record)
+    record["summary"] = summarise(record["evaluation"]["items"], reference)
+    return record
+
+
+def _as_json(data: Any) -> Any:
+    """``data`` as it reads back from JSON (tuples become lists), so a saved signature compares equal."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def _eval_sets(splits: TofuSplits, chat: bool, limit: int | None) -> dict[str, list]:
+    return {name: format_items(items[:limit] if limit else items, chat) for name, items in splits.eval_sets.items()}
+
+
+def _eco(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float], progress: Progress | None) -> dict[str, Any]:
+    seeds = [_eco_seed(config, seed, target, splits, reference, progress) for seed in config.seeds]
+    quality = [s["summary"]["forget_quality"] for s in seeds]
+    median = seeds[int(np.argsort(quality)[len(quality) // 2])]  # the median seed (upper median when even)
+    for s in seeds:
+        s.pop("evaluation")
+    return {
+        "seeds": seeds, "summary": median["summary"], "median_seed": median["seed"],
+        "forget_quality": {"mean": float(np.mean(quality)), "median": float(np.median(quality)),
+                           "min": float(np.min(quality)), "max": float(np.max(quality))},
+        "seconds": {"fit_mean": float(np.mean([s["seconds"]["fit"] for s in seeds])),
+                    "fit_per_seed": [s["seconds"]["fit"] for s in seeds]},
+        "peak_rss_bytes": max(s["peak_rss_bytes"] for s in seeds),
+    }
+
+
+def _prompted(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float],
+              progress: Progress | None) -> dict[str, Any]:
+    """The target with a system instruction naming the forget authors (no training)."""
+    run = config.run
+    instruction = config.instruction.format(authors=", ".join(splits.forget_authors))
+    signature = {"instruction": instruction, "limit": run.limit, "evaluation": asdict(run.evaluation)}
+    path = target.parent / f"{target.name}-prompt-{_digest(signature)}.json"
+    if path.is_file():
+        evaluation = TofuEvaluation.from_dict(json.loads(path.read_text()))
+    else:
+        model, tokenizer = load_model(target)
+        chat = bool(tokenizer.chat_template) if run.evaluation.chat is None else run.evaluation.chat
+        sets = _eval_sets(splits, chat, run.limit)
+        if chat:
+            tokenizer = instructed_tokenizer(tokenizer, instruction)
+        else:  # no system turn to put it in: the instruction opens every prompt
+            sets = {k: [replace(i, prompt=f"{instruction}\n{i.prompt}") for i in v] for k, v in sets.items()}
+        evaluation = evaluate_tofu(GuardedModel(model, tokenizer), sets, name="prompt", config=run.evaluation, progress=progress)
+        atomic_write_json(path, evaluation.to_dict())
+    return {"summary": summarise(evaluation.items, reference), "instruction": instruction, "seconds": {"grid": 0.0},
+            "sample_generations": [r["generation"] for r in evaluation.items["forget"][:3]]}
+
+
+def run_compare(config: CompareConfig, progress: Progress | None = None) -> CompareReport:
+    """Prepare (or reuse) target and retain, run every method, write ``compare.json`` and ``compare.png``
+    to ``config.run.output`` (replaced as a whole at the end; the work is cached as it goes)."""
+    began = time.perf_counter()
+    config.check()
+    out = config.run.output_folder()
+    require_matplotlib()
+    run = config.run
+    preset = run.resolved_preset()
+    splits = load_splits(preset, run.data_dir)
+    prepared = prepare_models(splits, run.model, run.finetune, cache=run.cache, parallel=run.parallel, progress=progress)
+    bare = _bare_evaluations({"retain": prepared.retain, "target": prepared.target}, splits, run.evaluation, run.limit,
+                             parallel=run.parallel, progress=progress)
+    reference = bare["retain"].truth_ratios()
+    references = {name: summarise(e.items, reference) for name, e in bare.items()}
+    target_utility = references["target"]["model_utility_no_rouge"]
+    methods: dict[str, Any] = {}
+    for method in config.methods:
+        if method == "eco":
+            methods[method] = _eco(config, prepared.target, splits, reference, progress)
+        elif method == "prompt":
+            methods[method] = _prompted(config, prepared.target, splits, reference, progress)
+        else:
+            methods[method] = _trained(config, method, prepared.target, splits, reference, target_utility, progress)
+    table = table_rows(methods, references)
+    report = CompareReport(
+        config={**_config_dict(run, preset), "methods": list(config.methods), "seeds": list(config.seeds),
+                "grids": {m: config.grid(m) for m in config.methods if m in METHODS},
+                "unlearn": asdict(config.unlearn), "params": config.params, "utility_floor": config.utility_floor},
+        table=table, methods=methods, references=references, seconds=time.perf_counter() - began,
+        files={"target_model": str(prepared.target), "retain_model": str(prepared.retain),
+               "json": str(out / "compare.json"), "plot": str(out / "compare.png")},
+    )
+    with atomic_dir(out) as tmp:
+        report.save(tmp / "compare.json")
+        plot_compare(methods, references, tmp / "compare.png", title=f"TOFU {preset.name}, {run.model}")
+    return report

@@ -1,0 +1,88 @@
+"""``run_compare`` end to end on the tiny model and one TOFU author: every method runs, the grid points
+are scored without generation, each trained method's best point is fully evaluated, ECO is fitted per
+seed, and a second run is served from the cache (no training, no fit)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from eco_unlearn.bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, tofu_fit_config
+from eco_unlearn.bench.tofu import baselines as baselines_module
+from eco_unlearn.bench.tofu import compare as compare_module
+from eco_unlearn.bench.tofu.compare import CompareConfig, run_compare
+from eco_unlearn.bench.tofu.data import DATA_ENV, TofuDataError
+from eco_unlearn.training.sft import FinetuneConfig
+from eco_unlearn.training.unlearn import UnlearnConfig
+from unit_helpers import build_model
+
+METHODS = ("eco", "ga", "idkdpo", "rmu", "prompt")
+
+
+@pytest.fixture(scope="module")
+def compare_config(tmp_path_factory, tok):
+    root = Path(os.environ.get(DATA_ENV, Path(__file__).resolve().parents[3] / "shared" / "data"))
+    if not (root / "tofu" / "forget01.jsonl").is_file():
+        pytest.skip(f"TOFU data not found under {root}")
+    base = tmp_path_factory.mktemp("tofu-compare")
+    model = build_model(tok, seed=0, context=512)
+    model.save_pretrained(base / "model")
+    tok.save_pretrained(base / "model")
+    run = TofuRunConfig(
+        model=str(base / "model"), data_dir=str(root), cache=str(base / "cache"), output=str(base / "out"),
+        authors=1, limit=2, finetune=FinetuneConfig(epochs=1), evaluation=TofuEvalConfig(max_new_tokens=3),
+        eco=EcoTofuConfig(fit=tofu_fit_config(search__budget=3)), parallel=False,
+    )
+    grid = {"learning_rate": (1e-3, 1e-2), "epochs": (1,)}
+    return CompareConfig(
+        run=run, methods=METHODS, seeds=(0, 1), grids={m: grid for m in METHODS},
+        unlearn=UnlearnConfig(batch_size=20, dtype="float32"),
+    )
+
+
+@pytest.fixture(scope="module")
+def first(compare_config):
+    return run_compare(compare_config)
+
+
+def test_every_method_is_in_the_table_with_its_cost(first, compare_config):
+    rows = {r["method"]: r for r in first.table}
+    assert list(rows) == ["retain", "target", *METHODS]
+    for name in ("ga", "idkdpo", "rmu"):
+        entry = first.methods[name]
+        assert len(entry["points"]) == 2 and sum(bool(p.get("selected")) for p in entry["points"]) == 1
+        assert all("model_utility" not in p["summary"] and "model_utility_no_rouge" in p["summary"] for p in entry["points"])
+        assert "model_utility" in entry["summary"] and "forget_Q_A_ROUGE" in entry["summary"]
+        assert rows[name]["grid_seconds"] >= rows[name]["cost_seconds"] > 0 and rows[name]["peak_rss_gb"] > 0
+        assert entry["summary"]["forget_Q_A_Prob"] != first.references["target"]["forget_Q_A_Prob"]  # the model changed
+    eco = first.methods["eco"]
+    assert [s["seed"] for s in eco["seeds"]] == [0, 1] and rows["eco"]["seeds"] == 2
+    assert eco["forget_quality"]["min"] <= rows["eco"]["forget_quality"] <= eco["forget_quality"]["max"]
+    assert rows["eco"]["cost_seconds"] > 0 and all(s["seconds"]["search"] > 0 for s in eco["seeds"])
+    assert first.methods["prompt"]["instruction"].count(",") >= 0 and "authors" in first.methods["prompt"]["instruction"]
+    out = Path(compare_config.run.output)
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["benchmark"] == "tofu-compare" and saved["table"] == json.loads(json.dumps(first.table))
+    assert (out / "compare.png").stat().st_size > 1000
+
+
+def test_a_second_run_comes_from_the_cache(first, compare_config):
+    def refuse(*args, **kwargs):
+        raise AssertionError("cached work was done again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(baselines_module, "unlearn", refuse)
+        mp.setattr(compare_module, "fit_tofu_guard", refuse)
+        mp.setattr(compare_module, "evaluate_tofu", refuse)
+        again = run_compare(compare_config)
+    assert again.table == first.table
+
+
+def test_unknown_methods_fail_before_any_work(compare_config):
+    from dataclasses import replace
+
+    with pytest.raises(TofuDataError, match="unknown method.*gradient"):
+        run_compare(replace(compare_config, methods=("eco", "gradient")))
