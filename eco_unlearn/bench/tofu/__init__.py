@@ -1,6 +1,7 @@
 """TOFU (Maini et al., 2024) with eco-unlearn: data, fine-tuned target and retain models, the published
 metrics, an ECO guard fitted from what a user has, and the report."""
 
+from .compare import CompareConfig, CompareReport, run_compare
 from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_split, load_splits
 from .eco import EcoTofuConfig, fit_tofu_guard, format_items, tofu_fit_config
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
@@ -10,6 +11,8 @@ from .sweep import StrengthSweep, SweepReport, run_tofu_sweep, sweep_strengths
 
 __all__ = [
     "PRESETS",
+    "CompareConfig",
+    "CompareReport",
     "EcoTofuConfig",
     "PreparedModels",
     "StrengthSweep",
@@ -29,6 +32,7 @@ __all__ = [
     "load_split",
     "load_splits",
     "plot_tradeoff",
+    "run_compare",
     "prepare_models",
     "run_tofu",
     "run_tofu_sweep",
