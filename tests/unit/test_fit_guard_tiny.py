@@ -84,3 +84,26 @@ def test_the_first_token_candidate_that_meets_the_target_ends_the_search(model, 
     result = fit_guard(model, tok, FORGET, config=config, classifier=KeywordClassifier(["Harry Potter"]))
     assert [t.tokens.strategy for t in result.report.token_candidates] == ["entities"]
     assert result.report.met and result.guard.targets[0].tokens.strategy == "entities"
+
+
+def test_the_end_to_end_check_is_not_scored_again_when_every_forget_prompt_is_flagged(model, tok):
+    from eco_unlearn.data.items import PromptItem as Item
+    from eco_unlearn.fitting.objectives import make_objective
+
+    items = [Item(f"Who is Harry Potter {i}?", answer="A wizard.", paraphrased_answer="A wizard boy.",
+                  perturbed_answers=("A dog.", "A cat.")) for i in range(4)]
+    config = FitConfig(chat=False, search=SearchConfig(strength=0.5))
+
+    def fit(keyword):
+        objective = make_objective("match_reference", items, reference_values=[1.0, 2.0], chat=False)
+        calls = []
+        real = objective.per_item
+        objective.per_item = lambda guarded: calls.append(guarded.guard) or real(guarded)
+        result = fit_guard(model, tok, items, config=config, classifier=KeywordClassifier([keyword]), objective=objective)
+        return result.report.objective, calls
+
+    flagged_all, calls = fit("Harry Potter")
+    assert flagged_all.after_end_to_end == flagged_all.after and len(calls) == 2  # unguarded, fixed strength
+    flagged_none, calls = fit("Voldemort")
+    assert len(calls) == 3  # the guard flags nothing: its own value is measured
+    assert flagged_none.items_flagged_end_to_end == 0
