@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from eco_unlearn import GuardedModel
-from eco_unlearn.bench.load.agreement import compare_answers
+from eco_unlearn.bench.load.agreement import agreement_prompts, compare_answers
 from eco_unlearn.serve import LocalBackend, ServeConfig, create_app
 from eco_unlearn.serve.server import ServerThread, free_port
 
@@ -73,7 +73,11 @@ def gateway(engine, smollm2, demo, tmp_path_factory):
             time.sleep(0.3)
     yield url, openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0), audit
     process.terminate()
-    process.wait(timeout=30)
+    try:
+        process.wait(timeout=60)  # uvicorn lets requests in flight finish for up to 30 s
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -129,14 +133,15 @@ def test_completions_stream_and_not(gateway, direct, smollm2, demo, prompt, flag
     assert (text == direct.completions.create(**kw).choices[0].text) is not flagged
 
 
-def test_forty_prompts_agree_with_local_backend(gateway, smollm2, demo, tmp_path):
+def test_fixed_prompts_agree_with_local_backend(gateway, smollm2, demo, tmp_path):
+    """The first 4 + 4 of the 40 fixed prompts (all 40: `eco-unlearn bench serve --vllm-url`, a benchmark)."""
     url, _, _ = gateway
     model, tokenizer = smollm2
     local = LocalBackend(model, tokenizer, demo, ServeConfig(model_id="smollm2", audit_log=tmp_path / "a.jsonl"))
     with ServerThread(create_app(local)) as local_url:
-        report = compare_answers(url, local_url, model, tokenizer, demo, max_tokens=12)
-    assert sum(r.flagged for r in report.rows) >= 15 and sum(not r.flagged for r in report.rows) >= 15
-    assert report.equal_rate >= 0.95 and report.unexplained == 0, [r.explanation for r in report.rows if not r.equal]
+        report = compare_answers(url, local_url, model, tokenizer, demo, prompts=agreement_prompts(4), max_tokens=12)
+    assert [r.flagged for r in report.rows] == [True] * 4 + [False] * 4
+    assert report.unexplained == 0 and report.equal >= 7, [r.explanation for r in report.rows if not r.equal]
 
 
 def test_payload_vllm_refuses_is_a_clean_400(gateway):
@@ -163,6 +168,7 @@ def test_engine_killed_mid_request_gives_502_then_recovers(gateway, engine):
     time.sleep(3)  # the engine is generating
     engine.kill()
     thread.join(60)
+    assert not thread.is_alive(), "the request outlived the engine by a minute"
     assert result["error"].status_code == 502 and result["error"].body["code"] in ("upstream_unreachable", "upstream_error")
     with pytest.raises(openai.APIStatusError) as info:  # no engine at all: 502, at once
         _chat(client, CLEAN, 3)

@@ -58,15 +58,31 @@ class Engine:
 
     def kill(self) -> None:
         """SIGKILL the whole engine (the script and vLLM's processes), as a crash or an OOM kill would."""
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return
+        try:  # the whole group, even if the script itself is gone already
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None or not _group_alive(self.process.pid):
             return
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            self.kill()
+            pass
+        self.kill()  # whatever of vLLM's processes outlived the script
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
