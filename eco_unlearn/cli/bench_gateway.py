@@ -18,7 +18,7 @@ def gateway_bench(vllm_url: str, model: str, clients: int, duration: float, max_
 
     folder = output or results_path("serve-vllm")
     config = GatewayBenchConfig(vllm_url, model, clients=clients, duration_s=duration, max_tokens=max_tokens,
-                                rounds=rounds, max_batch=max_batch, threads=threads or 1)
+                                rounds=rounds, max_batch=max_batch, threads=threads or 1, agreement_tokens=max_tokens)
     with progress("serve-vllm benchmark") as report_progress:
         report = run_gateway_bench(config, report_progress)
     report.save_all(folder)

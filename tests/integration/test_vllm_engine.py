@@ -30,7 +30,7 @@ from vllm_engine import Engine, EngineUnavailable, unavailable_reason  # noqa: E
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
-START_TIMEOUT = float(os.environ.get("ECO_UNLEARN_VLLM_START_TIMEOUT", "900"))  # the first start compiles
+START_TIMEOUT = float(os.environ.get("ECO_UNLEARN_VLLM_START_TIMEOUT", "900"))
 FORGET = [{"role": "user", "content": "Who is Harry Potter's best friend?"}]
 CLEAN = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -40,7 +40,8 @@ def engine(tmp_path_factory):
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    engine = Engine(free_port(), tmp_path_factory.mktemp("vllm") / "engine.log")
+    # eager: this CPU build recompiles the model on every start (minutes here), and the tests start it twice
+    engine = Engine(free_port(), tmp_path_factory.mktemp("vllm") / "engine.log", ("--enforce-eager",))
     try:
         engine.start(START_TIMEOUT)
     except EngineUnavailable as exc:

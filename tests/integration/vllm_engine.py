@@ -29,8 +29,8 @@ def unavailable_reason() -> str | None:
 
 
 class Engine:
-    def __init__(self, port: int, log: Path) -> None:
-        self.port, self.log = port, log
+    def __init__(self, port: int, log: Path, vllm_args: tuple[str, ...] = ()) -> None:
+        self.port, self.log, self.vllm_args = port, log, vllm_args
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
         self.start_seconds: list[float] = []  # how long each start took until /v1/models answered
@@ -38,8 +38,8 @@ class Engine:
     def start(self, timeout: float) -> None:
         started = time.monotonic()
         with self.log.open("a") as log:
-            self.process = subprocess.Popen([str(ROOT / "scripts" / "vllm-server"), "--port", str(self.port)],
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            command = [str(ROOT / "scripts" / "vllm-server"), "--port", str(self.port), "--", *self.vllm_args]
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
                 raise EngineUnavailable(f"the vLLM engine exited with {self.process.returncode}:\n{self.tail()}")

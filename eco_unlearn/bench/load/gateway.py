@@ -53,7 +53,7 @@ class GatewayBenchConfig:
     rounds: int = 3
     max_batch: int = 8
     threads: int | None = 1  # torch threads here; the CPU engine takes a core of its own
-    agreement_tokens: int = 24  # 0: skip the 40-prompt agreement check
+    agreement_tokens: int = 16  # greedy tokens per answer in the 40-prompt agreement check; 0 skips it
 
     def __post_init__(self) -> None:
         for name, allowed in (("modes", GATEWAY_MODES), ("traffic", TRAFFIC)):
