@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from eco_unlearn import GuardedModel
 from eco_unlearn.bench.load.agreement import agreement_prompts, compare_answers, divergence
 from eco_unlearn.bench.load.gateway import GatewayBenchConfig, GatewayBenchReport, GatewayBenchRow
 from eco_unlearn.demo import keyword_demo_guard
