@@ -72,12 +72,17 @@ def serve(
     max_batch: int = typer.Option(8, "--max-batch", min=1),
     rounds: int = typer.Option(3, "--rounds", min=1, help="Each mode's time is split into this many rounds, interleaved with the other modes."),
     threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's choice)."),
-    output: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON to write (default: benchmarks/results/serve.json)."),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON to write (default: benchmarks/results/serve.json; gateway mode: a folder, benchmarks/results/serve-vllm)."),
+    vllm_url: Optional[str] = typer.Option(None, "--vllm-url", help="Gateway mode: the vLLM engine (scripts/vllm-server); runs the vLLM gateway vs direct vLLM vs the local backend, unflagged and half-flagged traffic (--modes is ignored)."),
 ) -> None:
     """Load test of the server on loopback: throughput, p50/p99 latency, errors and audit lines, guarded vs unguarded."""
     from ..bench.load import ServeBenchConfig, run_serve_bench
 
     with errors():
+        if vllm_url:
+            from .bench_gateway import gateway_bench
+
+            return gateway_bench(vllm_url, model, clients, duration, max_tokens, rounds, max_batch, threads, output)
         output = output or opt.results_path("serve.json")
         mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
         config = ServeBenchConfig(model, clients, duration, max_tokens, mode_list, max_batch, rounds=rounds, threads=threads)
