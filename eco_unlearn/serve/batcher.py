@@ -6,7 +6,8 @@ sampling settings) that fits, up to ``max_rows`` prompts. A batch generates as m
 largest ``new_tokens``, so a job joins only if that stays within every member's ``room``: a prompt that
 fits the model's context alone is never refused or truncated because of a batch-mate. ``max_rows=1``
 turns batching off. If ``run`` raises, every job of that batch is failed with the exception (its ``fail``),
-so no request waits forever, and the worker goes on with the next batch.
+so no request waits forever, and the worker goes on with the next batch. A job cancelled while it waits is
+dropped (its ``dropped`` answers it) and never reaches the model.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Job(Generic[P]):
     new_tokens: int = 0  # the most tokens any of its prompts generates
     room: float = math.inf  # the most new tokens its prompts can share a generate call with
     fail: Callable[[BaseException], None] = lambda exc: None  # answers the job with an error; idempotent
+    dropped: Callable[[], None] = lambda: None  # answers a job cancelled before it ran
 
 
 class MicroBatcher:
@@ -52,6 +54,12 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eco-unlearn-generate")
         self.batches: list[int] = []  # rows per batch run, for benchmarks
+        self.last_batch_s = 0.0  # how long the last batch ran, for Retry-After estimates
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the worker."""
+        return len(self._pending)
 
     def start(self) -> None:
         self._ready = asyncio.Event()
@@ -71,6 +79,12 @@ class MicroBatcher:
             raise ServerError("the batcher is not started")
         self._pending.append(job)
         self._ready.set()
+
+    def discard(self, job: Job) -> None:
+        """Drop ``job`` now if it is still waiting (its ``dropped`` answers it); call on the event loop."""
+        if job in self._pending:
+            self._pending.remove(job)
+            job.dropped()
 
     def _take(self) -> list[Job]:
         first = self._pending.popleft()
@@ -92,17 +106,24 @@ class MicroBatcher:
             await self._ready.wait()
             if self.wait_s > 0:
                 await asyncio.sleep(self.wait_s)  # let requests that arrive together be batched together
-            while self._pending and self._pending[0].cancelled():
-                self._pending.popleft()
+            for job in [job for job in self._pending if job.cancelled()]:
+                self._pending.remove(job)
+                job.dropped()
             if not self._pending:
                 self._ready.clear()
                 continue
-            batch = [job for job in self._take() if not job.cancelled()]
+            batch = []
+            for job in self._take():
+                if job.cancelled():
+                    job.dropped()
+                else:
+                    batch.append(job)
             if not self._pending:
                 self._ready.clear()
             if not batch:
                 continue
             self.batches.append(sum(job.rows for job in batch))
+            started = loop.time()
             try:
                 await loop.run_in_executor(self._executor, self.run, batch)
             except Exception as exc:  # run() raised: answer each job of the batch with the error
@@ -112,3 +133,4 @@ class MicroBatcher:
                         job.fail(exc)
                     except Exception:  # one job's callback must not leave the others hanging
                         log.exception("cannot fail a job of the failed batch")
+            self.last_batch_s = loop.time() - started

@@ -40,6 +40,7 @@ class VLLMGateway:
     """
 
     kind = "vllm"
+    truncation = "error"  # over-long prompts are refused, never truncated
 
     def __init__(self, model: Any, tokenizer: Any, guard: Guard | None, config: ServeConfig, *, url: str,
                  upstream_model: str | None = None, force: bool = False, payload_dtype: torch.dtype | None = None,

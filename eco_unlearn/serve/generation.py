@@ -17,6 +17,7 @@ import torch
 from ..runtime.guard import GuardDecision
 from ..runtime.plan import EncodedPrompt
 from ..runtime.prompts import PromptInput
+from .errors import APIError
 
 __all__ = [
     "END", "MIN_TEMPERATURE", "ChoiceResult", "GenerationHandle", "GenerationParams", "Prepared", "RowCollector",
@@ -101,6 +102,10 @@ class GenerationHandle:
         self.done: asyncio.Future = loop.create_future()
         self.deltas: asyncio.Queue = asyncio.Queue()
         self.cancelled = False
+        self.cancel_reason: str | None = None  # "client_disconnected" or "deadline_exceeded"
+        self.generated = 0  # tokens generated so far, all prompts together (written by the worker)
+        self.generated_at_cancel: int | None = None
+        self.on_cancel: Callable[[], None] = lambda: None  # the backend's: e.g. take the request off its queue
         for future in (self.decided, self.done):
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception never retrieved"
 
@@ -136,9 +141,25 @@ class GenerationHandle:
         self._call(self.deltas.put_nowait, END)
         self._call(self._resolve, self.done, None, error)
 
-    def cancel(self) -> None:
-        """The client went away: stop generating for it at the next token."""
+    def cancel(self, reason: str = "client_disconnected") -> None:
+        """The client went away (or the request's deadline passed): stop generating for it at the next token."""
+        if self.cancelled:
+            return
+        self.cancel_reason, self.generated_at_cancel = reason, self.generated
         self.cancelled = True
+        self.on_cancel()
+
+    def cancel_error(self) -> APIError:
+        """The error a cancelled request ends with, when it ends before its answer: 499 (nginx's "client
+        closed request", for the audit log only: nobody is there to read it) or 503 past its deadline."""
+        if self.cancel_reason == "deadline_exceeded":
+            return APIError(503, "the request did not finish within the server's deadline (request_timeout_s); "
+                            "retry with fewer max_tokens or later", code="deadline_exceeded")
+        return APIError(499, "the client closed the connection", code="client_disconnected")
+
+    def drop(self) -> None:
+        """Answer a cancelled request that never reached the model (thread-safe)."""
+        self.fail(self.cancel_error())
 
 
 @dataclass
@@ -151,6 +172,8 @@ class _Row:
     sent: int = 0
     finish: str | None = None
     cancelled: Callable[[], bool] = lambda: False
+    on_close: Callable[[], None] = lambda: None
+    on_token: Callable[[], None] = lambda: None
 
 
 class RowCollector:
@@ -161,8 +184,11 @@ class RowCollector:
 
     @staticmethod
     def row(max_tokens: int, stops: Sequence[str] = (), emit: Callable[[str], None] = lambda text: None,
-            cancelled: Callable[[], bool] = lambda: False) -> _Row:
-        return _Row(max_tokens, tuple(stops), emit, cancelled=cancelled)
+            cancelled: Callable[[], bool] = lambda: False, on_close: Callable[[], None] = lambda: None,
+            on_token: Callable[[], None] = lambda: None) -> _Row:
+        """A row; ``on_close`` runs once when it finishes (so its request can be answered before the batch
+        ends), ``on_token`` on each token it generates."""
+        return _Row(max_tokens, tuple(stops), emit, cancelled=cancelled, on_close=on_close, on_token=on_token)
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any = None, **kwargs: Any) -> torch.BoolTensor:
         for row, token in zip(self.rows, input_ids[:, -1].tolist()):
@@ -173,11 +199,13 @@ class RowCollector:
     def _feed(self, row: _Row, token: int) -> None:
         if row.cancelled():
             row.finish = "cancelled"
+            row.on_close()
             return
         if token in self.eos:
             self._close(row, "stop")
             return
         row.ids.append(token)
+        row.on_token()
         row.text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
         cut = self._first_stop(row)
         if cut is not None:
@@ -213,6 +241,7 @@ class RowCollector:
         if len(row.text) > row.sent:
             row.emit(row.text[row.sent :])
             row.sent = len(row.text)
+        row.on_close()
 
     def finalize(self) -> None:
         """Close rows that ``generate`` ended without this collector (cannot normally happen)."""
