@@ -70,6 +70,7 @@ class AbuseBenchRow:
     latency_p99_s: float
     latency_mean_s: float
     hostile_requests: int
+    hostile_cpu_s: float  # the attackers' own CPU time, on the same machine
     hostile_statuses: dict[str, dict[str, int]]  # per kind: status -> count ("None": no answer, as meant)
     audit_lines: int
     lost_audit_lines: int  # requests that reached a route less audit lines: 0 when every request is logged
@@ -134,7 +135,7 @@ def _round(mode: str, model: Any, tokenizer: Any, guard: Guard | None, config: A
         httpx.post(url + "/v1/chat/completions", json=warm, timeout=600).raise_for_status()
         hostile = attackers.submit(run_hostile, url, "bench", config.hostile, seconds) if mode != "alone" else None
         measured = asyncio.run(_ordinary(url, config, seconds))
-        measured["hostile"] = hostile.result() if hostile is not None else {}
+        measured["hostile"] = hostile.result() if hostile is not None else {"kinds": {}, "cpu_s": 0.0}
     return measured
 
 
@@ -144,7 +145,7 @@ def _row(mode: str, rounds: list[dict[str, Any]], audit: Path) -> AbuseBenchRow:
     statuses: dict[str, dict[str, int]] = {}
     hostile = 0
     for r in rounds:
-        for kind, result in r["hostile"].items():
+        for kind, result in r["hostile"]["kinds"].items():
             hostile += result["sent"]
             merged = statuses.setdefault(kind, {})
             for status, count in result["statuses"].items():
@@ -155,7 +156,7 @@ def _row(mode: str, rounds: list[dict[str, Any]], audit: Path) -> AbuseBenchRow:
         latency_p50_s=float(np.percentile(latencies, 50)) if latencies else float("nan"),
         latency_p99_s=float(np.percentile(latencies, 99)) if latencies else float("nan"),
         latency_mean_s=statistics.fmean(latencies) if latencies else float("nan"),
-        hostile_requests=hostile, hostile_statuses=statuses, audit_lines=lines,
+        hostile_requests=hostile, hostile_cpu_s=sum(r["hostile"]["cpu_s"] for r in rounds), hostile_statuses=statuses, audit_lines=lines,
         lost_audit_lines=len(latencies) + len(errors) + hostile - lines, error_examples=errors[:5],
         latencies_s=latencies,
     )

@@ -19,6 +19,7 @@ __all__ = ["HOSTILE_KINDS", "SOURCE", "run_hostile"]
 
 SOURCE = "127.0.0.2"
 FLOOD = 32  # concurrent requests in one burst of the flood
+PAUSE_S = 0.5  # between two attempts of one kind: the attackers share the benchmark's CPUs, a remote one would not
 
 
 def _chat(model: str, messages: list[dict[str, str]], **fields: Any) -> bytes:
@@ -94,7 +95,7 @@ def _kinds(host: str, port: int, model: str) -> dict[str, Callable[[], Awaitable
 HOSTILE_KINDS = ("huge_chat", "token_bomb", "abandoned_stream", "no_body", "slowloris", "flood")
 
 
-async def _run(url: str, model: str, kinds: tuple[str, ...], seconds: float) -> dict[str, dict[str, Any]]:
+async def _run(url: str, model: str, kinds: tuple[str, ...], seconds: float) -> dict[str, Any]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     attacks = _kinds(host, int(port), model)
     deadline = time.monotonic() + seconds
@@ -107,13 +108,15 @@ async def _run(url: str, model: str, kinds: tuple[str, ...], seconds: float) -> 
             answers = await attacks[kind]()
             sent += len(answers)
             statuses.update(str(status) for status in answers)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(PAUSE_S)
         results[kind] = {"sent": sent, "statuses": dict(statuses)}
 
+    cpu = time.process_time()
     await asyncio.gather(*(loop(kind) for kind in kinds))
-    return results
+    return {"kinds": results, "cpu_s": time.process_time() - cpu}
 
 
-def run_hostile(url: str, model: str, kinds: tuple[str, ...], seconds: float) -> dict[str, dict[str, Any]]:
-    """Run each kind of attack in a loop for ``seconds`` (the attempt under way at the end runs to its end)."""
+def run_hostile(url: str, model: str, kinds: tuple[str, ...], seconds: float) -> dict[str, Any]:
+    """Run each kind of attack in a loop for ``seconds`` (the attempt under way at the end runs to its end):
+    ``{"kinds": {kind: {"sent", "statuses"}}, "cpu_s": the attackers' own CPU seconds}``."""
     return asyncio.run(_run(url, model, kinds, seconds))
