@@ -205,7 +205,7 @@ def create_app(backend: Backend) -> FastAPI:
         temperature = body.temperature if body.temperature >= MIN_TEMPERATURE else 0.0
         params = GenerationParams(temperature, body.top_p, body.seed, tuple(body.stop))
         rid = ("chatcmpl-" if chat else "cmpl-") + audit.request_id
-        handle = await backend.submit(prepared, params, snapshot)
+        handle = await backend.submit(prepared, params, snapshot, owner=audit.client)
 
         def past_deadline() -> None:
             audit.outcome = audit.outcome or "deadline_exceeded"

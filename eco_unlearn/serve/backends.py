@@ -65,7 +65,7 @@ class Backend(Protocol):
     def prepare(self, prompts: Sequence[PromptInput], max_tokens: int | None, *, param: str) -> list[Prepared]: ...
 
     async def submit(self, prepared: list[Prepared], params: GenerationParams,
-                     snapshot: GuardSnapshot) -> GenerationHandle: ...
+                     snapshot: GuardSnapshot, *, owner: str | None = None) -> GenerationHandle: ...
 
     async def start(self) -> None: ...
 
@@ -155,8 +155,9 @@ class LocalBackend:
         await self.batcher.close()
 
     async def submit(self, prepared: list[Prepared], params: GenerationParams,
-                     snapshot: GuardSnapshot) -> GenerationHandle:
-        """Queue the request for the worker; 429 with ``Retry-After`` when ``max_queue`` requests already wait."""
+                     snapshot: GuardSnapshot, *, owner: str | None = None) -> GenerationHandle:
+        """Queue the request for the worker (``owner``, its client address, gets a fair share of each batch);
+        429 with ``Retry-After`` when ``max_queue`` requests already wait."""
         queued = self.batcher.queued
         if queued >= self.config.max_queue:
             wait = max(1, math.ceil(self.batcher.last_batch_s * (queued / self.config.max_batch + 1)))
@@ -166,7 +167,8 @@ class LocalBackend:
         key = None if params.batch_key() is None else (params.batch_key(), snapshot.generation)
         request = LocalRequest(prepared, params, snapshot, handle)
         job = Job(key, len(prepared), request, lambda: handle.cancelled, new_tokens=max(p.max_tokens for p in prepared),
-                  room=self._room(prepared), fail=lambda exc: handle.fail(internal_error(exc)), dropped=handle.drop)
+                  room=self._room(prepared), fail=lambda exc: handle.fail(internal_error(exc)), dropped=handle.drop,
+                  owner=owner)
         handle.on_cancel = lambda: self.batcher.discard(job)
         self.batcher.submit(job)
         return handle

@@ -73,7 +73,8 @@ class VLLMGateway:
             await self.client.aclose()
 
     async def submit(self, prepared: list[Prepared], params: GenerationParams,
-                     snapshot: GuardSnapshot) -> GenerationHandle:
+                     snapshot: GuardSnapshot, *, owner: str | None = None) -> GenerationHandle:
+        """Relay the request (``owner`` is unused: vLLM schedules its own batches)."""
         handle = GenerationHandle(asyncio.get_running_loop())
         task = asyncio.get_running_loop().create_task(self._forward(handle, prepared, params, snapshot))
         self._tasks.add(task)

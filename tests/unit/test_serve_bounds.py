@@ -84,3 +84,25 @@ def test_journal_recovers_dead_processes_and_compacts(tmp_path, monkeypatch):
     assert os.path.getsize(log.journal) < 200 < JOURNAL_COMPACT_BYTES  # emptied when nothing was in flight
     log.close()
     assert not log.journal.exists() and len(path.read_text().splitlines()) == 6
+
+
+def test_one_owner_flooding_the_queue_gets_only_its_share_of_a_batch():
+    import asyncio
+
+    from eco_unlearn.serve.batcher import Job, MicroBatcher
+
+    runs = []
+
+    async def main():
+        batcher = MicroBatcher(lambda jobs: runs.append([j.payload for j in jobs]), max_rows=4, wait_s=0.01)
+        batcher.start()
+        for i in range(6):
+            batcher.submit(Job("g", 1, f"flood{i}", owner="127.0.0.2"))
+        batcher.submit(Job("g", 1, "ordinary0", owner="127.0.0.1"))
+        batcher.submit(Job("g", 1, "ordinary1", owner="127.0.0.1"))
+        await asyncio.sleep(0.2)
+        await batcher.close()
+
+    asyncio.run(main())
+    assert runs[0] == ["flood0", "flood1", "ordinary0", "ordinary1"]  # not four floods first
+    assert runs[1] == ["flood2", "flood3", "flood4", "flood5"]  # alone, the flood fills a batch
