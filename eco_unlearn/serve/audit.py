@@ -251,6 +251,18 @@ class AuditMiddleware:
             except OSError:
                 log.exception("cannot journal request %s", request_id)
 
+        written = False
+
+        def write_line() -> None:
+            nonlocal written
+            if written or self.log is None:
+                return
+            written = True
+            try:
+                self.log.complete(entry.record(status, time.perf_counter() - start))
+            except OSError:
+                log.exception("cannot write the audit line of request %s", request_id)
+
         async def send_with_id(message: dict) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
@@ -259,6 +271,8 @@ class AuditMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 entry.answered = True
+                if not entry.settling:
+                    write_line()  # on disk before the client has the end of its answer
             await send(message)
 
         try:
@@ -272,10 +286,6 @@ class AuditMiddleware:
                 await entry.settled()
             except asyncio.CancelledError as exc:  # write the line first, then let the cancellation through
                 interrupted = exc
-            if self.log is not None:
-                try:
-                    self.log.complete(entry.record(status, time.perf_counter() - start))
-                except OSError:
-                    log.exception("cannot write the audit line of request %s", request_id)
+            write_line()
             if interrupted is not None:
                 raise interrupted

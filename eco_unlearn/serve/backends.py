@@ -31,6 +31,8 @@ __all__ = ["Backend", "ClassifierRefused", "LocalBackend", "build_backend", "int
 
 log = logging.getLogger("eco_unlearn.serve")
 
+RESTART_STEPS = 4  # a greedy batch whose row is cancelled within this many steps runs again without it
+
 
 class ClassifierRefused(APIError):
     """503: the guard could not judge a prompt of this request (its classifier failed, or a flagged prompt's
@@ -242,12 +244,20 @@ class LocalBackend:
                 on_close=lambda item=item, position=position: closed(item, position),
                 on_token=lambda h=handle: counted(h),
             ))
-        collector = RowCollector(self.tokenizer, self.eos_ids, rows)
-        self._guarded.generate(
-            plan, max_new_tokens=max(item.prepared.max_tokens for item in live), temperature=params.temperature,
-            top_p=params.top_p, seed=params.seed, batch_size=len(live),
-            stopping_criteria=StoppingCriteriaList([collector]),
-        )
+        # A greedy batch whose row is cancelled in its first steps runs again without it (greedy rows do not
+        # depend on their batch-mates), rather than computing the dead row, padded, to the end.
+        restart = RESTART_STEPS if params.temperature == 0 else 0
+        positions = list(range(len(live)))
+        while True:
+            collector = RowCollector(self.tokenizer, self.eos_ids, [rows[p] for p in positions], restart_within=restart)
+            self._guarded.generate(
+                Plan([live[p].row for p in positions], plan.seed), temperature=params.temperature,
+                max_new_tokens=max(live[p].prepared.max_tokens for p in positions), top_p=params.top_p,
+                seed=params.seed, batch_size=len(positions), stopping_criteria=StoppingCriteriaList([collector]),
+            )
+            if not collector.restart:
+                break
+            positions = [p for p in positions if rows[p].finish is None]
         collector.finalize()
 
 

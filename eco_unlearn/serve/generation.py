@@ -174,13 +174,18 @@ class _Row:
     cancelled: Callable[[], bool] = lambda: False
     on_close: Callable[[], None] = lambda: None
     on_token: Callable[[], None] = lambda: None
+    peak: int = 0  # the most tokens it has had: a restarted row regenerates its tokens without counting them again
 
 
 class RowCollector:
     """A ``StoppingCriteria`` for ``model.generate`` that tracks every row of the batch on its own."""
 
-    def __init__(self, tokenizer: Any, eos_ids: Sequence[int], rows: list[_Row]) -> None:
+    def __init__(self, tokenizer: Any, eos_ids: Sequence[int], rows: list[_Row], *, restart_within: int = 0) -> None:
+        """``restart_within``: a row cancelled within this many steps stops the whole ``generate`` call
+        (``restart`` is then True), so that the caller can run the other rows again without the dead one
+        instead of computing it, padded, to the end; their text already streamed is not sent twice."""
         self.tokenizer, self.eos, self.rows = tokenizer, set(eos_ids), rows
+        self.restart_within, self.steps, self.restart = restart_within, 0, False
 
     @staticmethod
     def row(max_tokens: int, stops: Sequence[str] = (), emit: Callable[[str], None] = lambda text: None,
@@ -191,9 +196,18 @@ class RowCollector:
         return _Row(max_tokens, tuple(stops), emit, cancelled=cancelled, on_close=on_close, on_token=on_token)
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any = None, **kwargs: Any) -> torch.BoolTensor:
+        self.steps += 1
+        cancelled = False
         for row, token in zip(self.rows, input_ids[:, -1].tolist()):
             if row.finish is None:
                 self._feed(row, token)
+                cancelled = cancelled or row.finish == "cancelled"
+        running = [row for row in self.rows if row.finish is None]
+        if cancelled and running and self.steps <= self.restart_within:
+            self.restart = True
+            for row in running:  # generated again from the start, in a batch without the cancelled rows
+                row.ids, row.text = [], ""
+            return torch.ones(len(self.rows), dtype=torch.bool, device=input_ids.device)
         return torch.tensor([row.finish is not None for row in self.rows], device=input_ids.device)
 
     def _feed(self, row: _Row, token: int) -> None:
@@ -205,7 +219,9 @@ class RowCollector:
             self._close(row, "stop")
             return
         row.ids.append(token)
-        row.on_token()
+        if len(row.ids) > row.peak:
+            row.peak = len(row.ids)
+            row.on_token()
         row.text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
         cut = self._first_stop(row)
         if cut is not None:

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from eco_unlearn.runtime import prompts
 from eco_unlearn.runtime.prompts import render_prompt
@@ -106,3 +107,21 @@ def test_one_owner_flooding_the_queue_gets_only_its_share_of_a_batch():
     asyncio.run(main())
     assert runs[0] == ["flood0", "flood1", "ordinary0", "ordinary1"]  # not four floods first
     assert runs[1] == ["flood2", "flood3", "flood4", "flood5"]  # alone, the flood fills a batch
+
+
+def test_a_row_cancelled_early_restarts_the_batch_without_it_and_sends_nothing_twice(tok):
+    from eco_unlearn.serve.generation import RowCollector
+
+    gone, sent = {"flag": False}, []
+    dead = RowCollector.row(50, cancelled=lambda: gone["flag"])
+    kept = RowCollector.row(50, emit=sent.append)
+    collector = RowCollector(tok, [], [dead, kept], restart_within=2)
+    words = tok(" dog cat dog cat", add_special_tokens=False)["input_ids"]
+    assert collector(torch.tensor([[words[0], words[0]]]).T).tolist() == [False, False]
+    gone["flag"] = True
+    assert collector(torch.tensor([[words[1], words[1]]]).T).tolist() == [True, True] and collector.restart
+    assert dead.finish == "cancelled" and kept.finish is None and kept.ids == [] and kept.peak == 2
+    again = RowCollector(tok, [], [kept], restart_within=2)
+    for word in words:
+        again(torch.tensor([[word]]))
+    assert "".join(sent) == tok.decode(words)  # what was streamed before the restart is not repeated
