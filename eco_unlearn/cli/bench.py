@@ -9,7 +9,7 @@ import typer
 
 from . import options as opt
 from .console import errors, out, progress
-from .render import classifier_bench_tables, overhead_table, serve_bench_table
+from .render import abuse_bench_table, classifier_bench_tables, overhead_table, serve_bench_table
 
 app = typer.Typer(help="Benchmarks: print tables and write JSON.", no_args_is_help=True)
 
@@ -74,10 +74,15 @@ def serve(
     threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's choice)."),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON to write (default: benchmarks/results/serve.json; gateway mode: a folder, benchmarks/results/serve-vllm)."),
     vllm_url: Optional[str] = typer.Option(None, "--vllm-url", help="Gateway mode: the vLLM engine (scripts/vllm-server); runs the vLLM gateway vs direct vLLM vs the local backend, unflagged and half-flagged traffic (--modes is ignored)."),
+    abuse: bool = typer.Option(False, "--abuse", help="Abuse mode: ordinary clients alone vs while hostile clients attack (--modes and --max-batch are not used)."),
+    guard: Optional[str] = typer.Option("demo", "--guard", "-g", help="--abuse: the guard folder, or 'demo'."),
 ) -> None:
     """Load test of the server on loopback: throughput, p50/p99 latency, errors and audit lines, guarded vs unguarded."""
     from ..bench.load import ServeBenchConfig, run_serve_bench
 
+    if abuse:
+        _serve_abuse(model, guard, clients, duration, max_tokens, rounds, threads, output)
+        return
     with errors():
         if vllm_url:
             from .bench_gateway import gateway_bench
@@ -91,3 +96,22 @@ def serve(
         report.save(output)
         serve_bench_table(report, model, clients, duration, max_tokens)
         out.print(f"written to {output}")
+
+
+def _serve_abuse(model: str, guard: Optional[str], clients: int, duration: float, max_tokens: int, rounds: int,
+                 threads: Optional[int], output: Optional[Path]) -> None:
+    """``bench serve --abuse``: JSON, a PNG next to it and the tables."""
+    from ..bench.load import AbuseBenchConfig, plot_abuse, run_abuse_bench
+    from .console import guard_path
+
+    with errors():
+        output = output or opt.results_path("serve-abuse/abuse.json")
+        folder = guard_path(guard, model)
+        config = AbuseBenchConfig(model, None if folder is None else str(folder), clients, duration, max_tokens,
+                                  rounds=rounds, threads=threads)
+        with progress("abuse benchmark") as report_progress:
+            report = run_abuse_bench(config, report_progress)
+        report.save(output)
+        plot_abuse(report, output.with_suffix(".png"))
+        abuse_bench_table(report)
+        out.print(f"written to {output} and {output.with_suffix('.png')}")

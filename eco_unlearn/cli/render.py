@@ -162,6 +162,26 @@ def serve_bench_table(report: Any, model: str, clients: int, duration: float, ma
     wide().print(table)
 
 
+def abuse_bench_table(report: Any) -> None:
+    config = report.config
+    table = Table(title=f"server under abuse, {config.model}, {config.clients} ordinary clients x {config.duration_s:g} s "
+                        f"per mode, max_tokens {config.max_tokens}; p99 ratio {report.p99_ratio:.2f}")
+    for column in ("mode", "ordinary requests", "errors", "p50 s", "p99 s", "hostile requests", "audit lines",
+                   "lost audit lines"):
+        table.add_column(column, justify="right")
+    for row in report.rows:
+        table.add_row(row.mode, str(row.requests), str(row.errors), f"{row.latency_p50_s:.2f}", f"{row.latency_p99_s:.2f}",
+                      str(row.hostile_requests), str(row.audit_lines), str(row.lost_audit_lines))
+    wide().print(table)
+    kinds = Table(title="what the hostile clients got (status: count; None: no answer, as meant)")
+    kinds.add_column("attack")
+    kinds.add_column("sent", justify="right")
+    kinds.add_column("statuses")
+    for kind, statuses in report.rows[1].hostile_statuses.items():
+        kinds.add_row(kind, str(sum(statuses.values())), ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
+    wide().print(kinds)
+
+
 def tofu_table(summaries: dict[str, dict[str, float]], title: str) -> None:
     from ..bench.tofu.report import COLUMNS, summary_rows
 

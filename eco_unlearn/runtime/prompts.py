@@ -48,11 +48,56 @@ def _check_messages(messages: Sequence[Any], index: int) -> list[Message]:
     return checked
 
 
+PREFIX_RENDER_LIMIT = 32  # the most messages located by rendering every prefix (quadratic) when markers fail
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # private-use characters: no template alters or adds them
+
+
+def _marked_spans(text: str, messages: list[Message], tokenizer: Any) -> list[tuple[int, int] | None] | None:
+    """Spans of each message's content in ``text``, from one more rendering with each content replaced by a
+    unique marker: linear in the conversation's length.
+
+    The text between the markers is the template's own; the spans are trusted only if that text with the
+    contents put back (as given, or trimmed, as some templates do) is exactly ``text``. None otherwise.
+    """
+    if any(_MARK_OPEN in m["content"] for m in messages):
+        return None
+    marks = [f"{_MARK_OPEN}{j}{_MARK_CLOSE}" for j in range(len(messages))]
+    try:
+        marked = tokenizer.apply_chat_template([{**m, "content": mark} for m, mark in zip(messages, marks)],
+                                               tokenize=False, add_generation_prompt=True)
+    except Exception:  # a template that branches on the content
+        return None
+    if marked.count(_MARK_OPEN) != len(messages):
+        return None  # a message dropped or repeated by the template
+    pieces, pos = [], 0
+    for mark in marks:
+        found = marked.find(mark, pos)
+        if found < 0:
+            return None
+        pieces.append(marked[pos:found])
+        pos = found + len(mark)
+    tail = marked[pos:]
+    for clean in (lambda c: c, str.strip):
+        spans, parts, length = [], [], 0
+        for piece, message in zip(pieces, messages):
+            content = clean(message["content"])
+            length += len(piece)
+            spans.append((length, length + len(content)))
+            length += len(content)
+            parts += [piece, content]
+        if "".join(parts) + tail == text:
+            return spans
+    return None
+
+
 def _turn_ends(text: str, messages: list[Message], tokenizer: Any) -> list[int] | None:
     """End offset of each message's turn in ``text``, from renderings of the conversation's prefixes.
 
-    None when the template does not render prefixes as prefixes of the whole (then turns are unknown).
+    None when the template does not render prefixes as prefixes of the whole (then turns are unknown), and
+    for conversations over ``PREFIX_RENDER_LIMIT`` messages (rendering every prefix is quadratic).
     """
+    if len(messages) > PREFIX_RENDER_LIMIT:
+        return None
     ends = []
     for j in range(1, len(messages) + 1):
         try:
@@ -102,7 +147,9 @@ def render_prompt(prompt: PromptInput, tokenizer: Any, *, chat: bool = False, in
             "this tokenizer has no chat template; pass plain strings with chat=False (or --no-chat)"
         )
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    located = _content_spans(text, messages, _turn_ends(text, messages, tokenizer))
+    located = _marked_spans(text, messages, tokenizer)
+    if located is None:
+        located = _content_spans(text, messages, _turn_ends(text, messages, tokenizer))
     spans = []
     for j, (message, span) in enumerate(zip(messages, located)):
         if message["role"] != "user" or not message["content"]:

@@ -24,9 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import GuardError
 from ..runtime.prompts import PromptInput
 from . import openai_format as fmt
-from .audit import AuditEntry, AuditLog, AuditMiddleware
+from .admission import AdmissionMiddleware, ClientWatch
+from .audit import AUDITED_PATHS, AuditEntry, AuditLog, AuditMiddleware
 from .backends import Backend, ClassifierRefused
-from .errors import APIError, BodyLimitMiddleware, install_error_handlers
+from .bounds import check_counts, check_tokens, token_limit
+from .errors import APIError, install_error_handlers
 from .failclosed import classify
 from .generation import END, MIN_TEMPERATURE, ChoiceResult, GenerationParams, Prepared
 from .schemas import ChatRequest, ClassifyRequest, CompletionRequest, ReloadRequest, SamplingFields
@@ -36,7 +38,6 @@ __all__ = ["create_app"]
 log = logging.getLogger("eco_unlearn.serve")
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-MAX_PROMPTS = 64
 
 
 def create_app(backend: Backend) -> FastAPI:
@@ -69,7 +70,8 @@ def create_app(backend: Backend) -> FastAPI:
     app = FastAPI(title="eco-unlearn", summary="OpenAI-compatible server with an ECO guard", lifespan=lifespan)
     app.state.backend, app.state.audit_log = backend, audit_log  # the config is backend.config
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    app.add_middleware(AdmissionMiddleware, limit=config.max_body_bytes, timeout_s=config.body_timeout_s,
+                       max_per_client=config.max_concurrent_per_client, paths=AUDITED_PATHS)
     app.add_middleware(AuditMiddleware, audit_log=audit_log, store_prompts=config.audit_prompts)
 
     async def _reload_on_signal() -> None:
@@ -134,8 +136,7 @@ def create_app(backend: Backend) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Any:
         check_model(body.model)
-        if len(body.prompt) > MAX_PROMPTS:
-            raise APIError(400, f"at most {MAX_PROMPTS} prompts per request, not {len(body.prompt)}", param="prompt")
+        check_counts(body.prompt, config, param="prompt")
         max_tokens = body.max_tokens if body.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
         return await generate(request, body, body.prompt, max_tokens, chat=False)
 
@@ -143,11 +144,13 @@ def create_app(backend: Backend) -> FastAPI:
     async def chat_completions(body: ChatRequest, request: Request) -> Any:
         check_model(body.model)
         conversation = [m.as_dict() for m in body.messages]
+        check_counts([conversation], config, param="messages")
         return await generate(request, body, [conversation], body.token_limit, chat=True)
 
     @app.post("/v1/guard/classify")
     async def guard_classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
         check_model(body.model)
+        check_counts(body.input, config, param="input")
         audit: AuditEntry = request.state.audit
         snapshot = backend.guards.current
         audit.extra.update(backend=backend.kind, guard=snapshot.version)
@@ -180,17 +183,44 @@ def create_app(backend: Backend) -> FastAPI:
         return {"status": "reloaded", "previous": previous.describe(), "guard": snapshot.describe()}
 
     # ------------------------------------------------------------------------------- generation
+    def prepare(prompts: Sequence[PromptInput], max_tokens: int | None, param: str) -> list[Prepared]:
+        """The prompts' tokens against the limit, before rendering; then render, tokenize and check them."""
+        limit, why = token_limit(config, backend.context, backend.truncation, max_tokens)
+        check_tokens(prompts, backend.tokenizer, limit, param=param, why=why)
+        return backend.prepare(prompts, max_tokens, param=param)
+
     async def generate(request: Request, body: SamplingFields, prompts: Sequence[PromptInput],
                        max_tokens: int | None, *, chat: bool) -> Any:
         audit: AuditEntry = request.state.audit
+        watch: ClientWatch = request.state.client_watch
         snapshot = backend.guards.current  # this request keeps this guard to its end, whatever reloads happen
         audit.extra.update(model=config.model_id, backend=backend.kind, guard=snapshot.version, stream=body.stream)
         param = "messages" if chat else "prompt"
-        prepared: list[Prepared] = await run_in_threadpool(backend.prepare, prompts, max_tokens, param=param)
+        prepared: list[Prepared] = await run_in_threadpool(prepare, prompts, max_tokens, param)
+        remaining = audit.started + config.request_timeout_s - time.time()
+        if remaining <= 0:
+            audit.outcome = "deadline_exceeded"
+            raise APIError(503, "the request did not finish within the server's deadline (request_timeout_s)",
+                           code="deadline_exceeded")
         temperature = body.temperature if body.temperature >= MIN_TEMPERATURE else 0.0
         params = GenerationParams(temperature, body.top_p, body.seed, tuple(body.stop))
         rid = ("chatcmpl-" if chat else "cmpl-") + audit.request_id
-        handle = await backend.submit(prepared, params, snapshot)
+        handle = await backend.submit(prepared, params, snapshot, owner=audit.client)
+
+        def past_deadline() -> None:
+            audit.outcome = audit.outcome or "deadline_exceeded"
+            handle.cancel("deadline_exceeded")
+
+        timer = asyncio.get_running_loop().call_later(remaining, past_deadline)
+        watch.on_gone(handle.cancel)
+        try:
+            return await answer(handle, body, prepared, rid, chat, audit, timer)
+        except BaseException:
+            timer.cancel()
+            raise
+
+    async def answer(handle: Any, body: SamplingFields, prepared: list[Prepared], rid: str, chat: bool,
+                     audit: AuditEntry, timer: asyncio.TimerHandle) -> Any:
         try:
             decisions, failures = await handle.decided
         except ClassifierRefused as exc:
@@ -206,19 +236,25 @@ def create_app(backend: Backend) -> FastAPI:
             for p, d, failure in zip(prepared, decisions, failures)
         ]
         if body.stream:
-            events = stream_events(handle, rid, chat, body.include_usage, entries, audit)
+            events = stream_events(handle, rid, chat, body.include_usage, entries, audit, timer)
             return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         try:
             results = await handle.done
         except asyncio.CancelledError:
             handle.cancel()
             raise
+        finally:
+            timer.cancel()
         record_results(entries, results)
+        if handle.cancelled:  # the client left, or the deadline passed, before the answer was complete
+            audit.extra["generated_at_cancel"] = handle.generated_at_cancel
+            raise handle.cancel_error()
         build = fmt.chat_response if chat else fmt.completion_response
         return JSONResponse(build(rid, config.model_id, results))
 
     async def stream_events(handle: Any, rid: str, chat: bool, include_usage: bool,
-                            entries: list[dict[str, Any]], audit: AuditEntry) -> AsyncIterator[str]:
+                            entries: list[dict[str, Any]], audit: AuditEntry,
+                            timer: asyncio.TimerHandle) -> AsyncIterator[str]:
         created, finished = int(time.time()), False
         model = config.model_id
 
@@ -240,18 +276,33 @@ def create_app(backend: Backend) -> FastAPI:
                 yield fmt.sse("[DONE]")
                 finished = True
                 return
+            record_results(entries, results)
+            if handle.cancelled:  # past the deadline: say so instead of pretending the answer is whole
+                audit.extra["generated_at_cancel"] = handle.generated_at_cancel
+                error = handle.cancel_error()
+                audit.fail(error)
+                yield fmt.sse(error.body())
+                yield fmt.sse("[DONE]")
+                finished = True
+                return
             for result in results:
                 yield fmt.sse(chunk(result.index, None, result.finish_reason))
             if include_usage:
                 obj = "chat.completion.chunk" if chat else "text_completion"
                 yield fmt.sse(fmt.usage_chunk(rid, model, created, obj, results))
             yield fmt.sse("[DONE]")
-            record_results(entries, results)
             finished = True
         finally:
-            if not finished:
+            timer.cancel()
+            if not finished:  # the client left: stop its rows, and log what they generated until they stopped
                 handle.cancel()
                 audit.extra["aborted"] = "client disconnected"
+
+                def stopped(results: list[ChoiceResult]) -> None:
+                    record_results(entries, results)
+                    audit.extra["generated_at_cancel"] = handle.generated_at_cancel
+
+                audit.settle(handle.done, stopped)
 
     return app
 

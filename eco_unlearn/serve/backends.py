@@ -31,6 +31,8 @@ __all__ = ["Backend", "ClassifierRefused", "LocalBackend", "build_backend", "int
 
 log = logging.getLogger("eco_unlearn.serve")
 
+RESTART_STEPS = 4  # a greedy batch whose row is cancelled within this many steps runs again without it
+
 
 class ClassifierRefused(APIError):
     """503: the guard could not judge a prompt of this request (its classifier failed, or a flagged prompt's
@@ -59,11 +61,13 @@ class Backend(Protocol):
     tokenizer: Any
     guards: GuardHolder
     config: ServeConfig
+    context: int | None  # the model's context in tokens (None: unbounded)
+    truncation: str  # "error": over-long prompts are refused; "left": truncated
 
     def prepare(self, prompts: Sequence[PromptInput], max_tokens: int | None, *, param: str) -> list[Prepared]: ...
 
     async def submit(self, prepared: list[Prepared], params: GenerationParams,
-                     snapshot: GuardSnapshot) -> GenerationHandle: ...
+                     snapshot: GuardSnapshot, *, owner: str | None = None) -> GenerationHandle: ...
 
     async def start(self) -> None: ...
 
@@ -153,13 +157,22 @@ class LocalBackend:
         await self.batcher.close()
 
     async def submit(self, prepared: list[Prepared], params: GenerationParams,
-                     snapshot: GuardSnapshot) -> GenerationHandle:
+                     snapshot: GuardSnapshot, *, owner: str | None = None) -> GenerationHandle:
+        """Queue the request for the worker (``owner``, its client address, gets a fair share of each batch);
+        429 with ``Retry-After`` when ``max_queue`` requests already wait."""
+        queued = self.batcher.queued
+        if queued >= self.config.max_queue:
+            wait = max(1, math.ceil(self.batcher.last_batch_s * (queued / self.config.max_batch + 1)))
+            raise APIError(429, f"the server is busy: {queued} requests are waiting for the model (max_queue); "
+                           f"retry in {wait} s", code="server_busy", headers={"Retry-After": str(wait)})
         handle = GenerationHandle(asyncio.get_running_loop())
         key = None if params.batch_key() is None else (params.batch_key(), snapshot.generation)
         request = LocalRequest(prepared, params, snapshot, handle)
-        self.batcher.submit(Job(key, len(prepared), request, lambda: handle.cancelled,
-                                new_tokens=max(p.max_tokens for p in prepared), room=self._room(prepared),
-                                fail=lambda exc: handle.fail(internal_error(exc))))
+        job = Job(key, len(prepared), request, lambda: handle.cancelled, new_tokens=max(p.max_tokens for p in prepared),
+                  room=self._room(prepared), fail=lambda exc: handle.fail(internal_error(exc)), dropped=handle.drop,
+                  owner=owner)
+        handle.on_cancel = lambda: self.batcher.discard(job)
+        self.batcher.submit(job)
         return handle
 
     def _room(self, prepared: list[Prepared]) -> float:
@@ -202,28 +215,50 @@ class LocalBackend:
                 request.handle.fail(internal_error(exc))
 
     def _generate(self, live: list["_Live"], plan: Plan, params: GenerationParams) -> None:
-        rows = []
+        """Generate the batch; each request is answered as soon as its own rows end (the batch goes on), and a
+        cancelled row ends at the next token."""
+        rows: list[Any] = []
+        left = {item.request: 0 for item in live}
         for item in live:
+            left[item.request] += 1
+        results: dict[LocalRequest, list[ChoiceResult]] = {request: [] for request in left}
+
+        def closed(item: _Live, position: int) -> None:
+            row = rows[position]
+            finish = row.finish if row.finish in ("stop", "length", "cancelled") else "stop"
+            results[item.request].append(ChoiceResult(
+                item.index, row.text, finish, item.prepared.prompt_tokens, len(row.ids), item.row.decision,
+            ))
+            left[item.request] -= 1
+            if not left[item.request]:
+                item.request.handle.finish(sorted(results[item.request], key=lambda r: r.index))
+
+        def counted(handle: GenerationHandle) -> None:
+            handle.generated += 1
+
+        for position, item in enumerate(live):
             handle = item.request.handle
             rows.append(RowCollector.row(
                 item.prepared.max_tokens, item.request.params.stop,
                 emit=lambda text, h=handle, i=item.index: h.emit(i, text), cancelled=lambda h=handle: h.cancelled,
+                on_close=lambda item=item, position=position: closed(item, position),
+                on_token=lambda h=handle: counted(h),
             ))
-        collector = RowCollector(self.tokenizer, self.eos_ids, rows)
-        self._guarded.generate(
-            plan, max_new_tokens=max(item.prepared.max_tokens for item in live), temperature=params.temperature,
-            top_p=params.top_p, seed=params.seed, batch_size=len(live),
-            stopping_criteria=StoppingCriteriaList([collector]),
-        )
+        # A greedy batch whose row is cancelled in its first steps runs again without it (greedy rows do not
+        # depend on their batch-mates), rather than computing the dead row, padded, to the end.
+        restart = RESTART_STEPS if params.temperature == 0 else 0
+        positions = list(range(len(live)))
+        while True:
+            collector = RowCollector(self.tokenizer, self.eos_ids, [rows[p] for p in positions], restart_within=restart)
+            self._guarded.generate(
+                Plan([live[p].row for p in positions], plan.seed), temperature=params.temperature,
+                max_new_tokens=max(live[p].prepared.max_tokens for p in positions), top_p=params.top_p,
+                seed=params.seed, batch_size=len(positions), stopping_criteria=StoppingCriteriaList([collector]),
+            )
+            if not collector.restart:
+                break
+            positions = [p for p in positions if rows[p].finish is None]
         collector.finalize()
-        results: dict[LocalRequest, list[ChoiceResult]] = {}
-        for item, row in zip(live, rows):
-            finish = row.finish if row.finish in ("stop", "length") else "stop"
-            results.setdefault(item.request, []).append(ChoiceResult(
-                item.index, row.text, finish, item.prepared.prompt_tokens, len(row.ids), item.row.decision,
-            ))
-        for request, choices in results.items():
-            request.handle.finish(choices)
 
 
 @dataclass

@@ -6,7 +6,6 @@ routes 404, oversized bodies 413, and a request the guard cannot classify 503 (f
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -18,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import EcoUnlearnError, RunFailure
 
-__all__ = ["APIError", "BodyLimitMiddleware", "error_body", "install_error_handlers"]
+__all__ = ["APIError", "error_body", "install_error_handlers"]
 
 log = logging.getLogger("eco_unlearn.serve")
 
@@ -28,7 +27,9 @@ _TYPES = {
     403: "permission_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
+    429: "rate_limit_error",
     502: "upstream_error",
     503: "service_unavailable",
 }
@@ -38,9 +39,10 @@ class APIError(Exception):
     """An error answered to the client with ``status`` and an OpenAI-style body."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str | None = None) -> None:
+                 type: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}
         self.type = type or _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
 
     def body(self) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def _response(error: APIError, request: Request) -> JSONResponse:
     audit = getattr(request.state, "audit", None)
     if audit is not None:
         audit.fail(error)
-    return JSONResponse(error.body(), status_code=error.status)
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "json"}
@@ -133,60 +135,3 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         error = APIError(500, f"internal error ({type(exc).__name__}); see the server log", type="server_error")
         return _response(error, request)
-
-
-class BodyLimitMiddleware:
-    """Refuse request bodies over ``limit`` bytes with 413, whether announced by Content-Length or streamed.
-
-    The body is read here (at most ``limit`` bytes are held) and replayed to the application.
-    """
-
-    DRAIN_LIMIT = 64 << 20
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_large = declared is not None and declared.isdigit() and int(declared) > self.limit
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            too_large = too_large or size > self.limit
-            if too_large:
-                chunks.clear()  # keep reading (and dropping) so the client sees the 413, not a reset connection
-                if size > self.DRAIN_LIMIT:
-                    break
-            else:
-                chunks.append(chunk)
-            more = message.get("more_body", False)
-        if too_large:
-            await self._refuse(send)
-            return
-        body, replayed = b"".join(chunks), False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send: Any) -> None:
-        payload = json.dumps(error_body(
-            f"the request body exceeds the server's limit of {self.limit} bytes", "invalid_request_error",
-            code="request_too_large",
-        )).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": payload})

@@ -40,6 +40,7 @@ class VLLMGateway:
     """
 
     kind = "vllm"
+    truncation = "error"  # over-long prompts are refused, never truncated
 
     def __init__(self, model: Any, tokenizer: Any, guard: Guard | None, config: ServeConfig, *, url: str,
                  upstream_model: str | None = None, force: bool = False, payload_dtype: torch.dtype | None = None,
@@ -72,7 +73,8 @@ class VLLMGateway:
             await self.client.aclose()
 
     async def submit(self, prepared: list[Prepared], params: GenerationParams,
-                     snapshot: GuardSnapshot) -> GenerationHandle:
+                     snapshot: GuardSnapshot, *, owner: str | None = None) -> GenerationHandle:
+        """Relay the request (``owner`` is unused: vLLM schedules its own batches)."""
         handle = GenerationHandle(asyncio.get_running_loop())
         task = asyncio.get_running_loop().create_task(self._forward(handle, prepared, params, snapshot))
         self._tasks.add(task)

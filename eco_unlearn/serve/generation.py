@@ -17,6 +17,7 @@ import torch
 from ..runtime.guard import GuardDecision
 from ..runtime.plan import EncodedPrompt
 from ..runtime.prompts import PromptInput
+from .errors import APIError
 
 __all__ = [
     "END", "MIN_TEMPERATURE", "ChoiceResult", "GenerationHandle", "GenerationParams", "Prepared", "RowCollector",
@@ -101,6 +102,10 @@ class GenerationHandle:
         self.done: asyncio.Future = loop.create_future()
         self.deltas: asyncio.Queue = asyncio.Queue()
         self.cancelled = False
+        self.cancel_reason: str | None = None  # "client_disconnected" or "deadline_exceeded"
+        self.generated = 0  # tokens generated so far, all prompts together (written by the worker)
+        self.generated_at_cancel: int | None = None
+        self.on_cancel: Callable[[], None] = lambda: None  # the backend's: e.g. take the request off its queue
         for future in (self.decided, self.done):
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception never retrieved"
 
@@ -136,9 +141,25 @@ class GenerationHandle:
         self._call(self.deltas.put_nowait, END)
         self._call(self._resolve, self.done, None, error)
 
-    def cancel(self) -> None:
-        """The client went away: stop generating for it at the next token."""
+    def cancel(self, reason: str = "client_disconnected") -> None:
+        """The client went away (or the request's deadline passed): stop generating for it at the next token."""
+        if self.cancelled:
+            return
+        self.cancel_reason, self.generated_at_cancel = reason, self.generated
         self.cancelled = True
+        self.on_cancel()
+
+    def cancel_error(self) -> APIError:
+        """The error a cancelled request ends with, when it ends before its answer: 499 (nginx's "client
+        closed request", for the audit log only: nobody is there to read it) or 503 past its deadline."""
+        if self.cancel_reason == "deadline_exceeded":
+            return APIError(503, "the request did not finish within the server's deadline (request_timeout_s); "
+                            "retry with fewer max_tokens or later", code="deadline_exceeded")
+        return APIError(499, "the client closed the connection", code="client_disconnected")
+
+    def drop(self) -> None:
+        """Answer a cancelled request that never reached the model (thread-safe)."""
+        self.fail(self.cancel_error())
 
 
 @dataclass
@@ -151,33 +172,56 @@ class _Row:
     sent: int = 0
     finish: str | None = None
     cancelled: Callable[[], bool] = lambda: False
+    on_close: Callable[[], None] = lambda: None
+    on_token: Callable[[], None] = lambda: None
+    peak: int = 0  # the most tokens it has had: a restarted row regenerates its tokens without counting them again
 
 
 class RowCollector:
     """A ``StoppingCriteria`` for ``model.generate`` that tracks every row of the batch on its own."""
 
-    def __init__(self, tokenizer: Any, eos_ids: Sequence[int], rows: list[_Row]) -> None:
+    def __init__(self, tokenizer: Any, eos_ids: Sequence[int], rows: list[_Row], *, restart_within: int = 0) -> None:
+        """``restart_within``: a row cancelled within this many steps stops the whole ``generate`` call
+        (``restart`` is then True), so that the caller can run the other rows again without the dead one
+        instead of computing it, padded, to the end; their text already streamed is not sent twice."""
         self.tokenizer, self.eos, self.rows = tokenizer, set(eos_ids), rows
+        self.restart_within, self.steps, self.restart = restart_within, 0, False
 
     @staticmethod
     def row(max_tokens: int, stops: Sequence[str] = (), emit: Callable[[str], None] = lambda text: None,
-            cancelled: Callable[[], bool] = lambda: False) -> _Row:
-        return _Row(max_tokens, tuple(stops), emit, cancelled=cancelled)
+            cancelled: Callable[[], bool] = lambda: False, on_close: Callable[[], None] = lambda: None,
+            on_token: Callable[[], None] = lambda: None) -> _Row:
+        """A row; ``on_close`` runs once when it finishes (so its request can be answered before the batch
+        ends), ``on_token`` on each token it generates."""
+        return _Row(max_tokens, tuple(stops), emit, cancelled=cancelled, on_close=on_close, on_token=on_token)
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any = None, **kwargs: Any) -> torch.BoolTensor:
+        self.steps += 1
+        cancelled = False
         for row, token in zip(self.rows, input_ids[:, -1].tolist()):
             if row.finish is None:
                 self._feed(row, token)
+                cancelled = cancelled or row.finish == "cancelled"
+        running = [row for row in self.rows if row.finish is None]
+        if cancelled and running and self.steps <= self.restart_within:
+            self.restart = True
+            for row in running:  # generated again from the start, in a batch without the cancelled rows
+                row.ids, row.text = [], ""
+            return torch.ones(len(self.rows), dtype=torch.bool, device=input_ids.device)
         return torch.tensor([row.finish is not None for row in self.rows], device=input_ids.device)
 
     def _feed(self, row: _Row, token: int) -> None:
         if row.cancelled():
             row.finish = "cancelled"
+            row.on_close()
             return
         if token in self.eos:
             self._close(row, "stop")
             return
         row.ids.append(token)
+        if len(row.ids) > row.peak:
+            row.peak = len(row.ids)
+            row.on_token()
         row.text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
         cut = self._first_stop(row)
         if cut is not None:
@@ -213,6 +257,7 @@ class RowCollector:
         if len(row.text) > row.sent:
             row.emit(row.text[row.sent :])
             row.sent = len(row.text)
+        row.on_close()
 
     def finalize(self) -> None:
         """Close rows that ``generate`` ended without this collector (cannot normally happen)."""
