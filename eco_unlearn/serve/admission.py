@@ -52,11 +52,6 @@ class ClientWatch:
                 log.exception("a disconnect callback failed")
 
 
-class _Refused(Exception):
-    def __init__(self, error: APIError) -> None:
-        self.error = error
-
-
 class AdmissionMiddleware:
     """Per-client concurrency, a bounded and timed body read, and the disconnect watch (see the module)."""
 
@@ -92,8 +87,8 @@ class AdmissionMiddleware:
     async def _admitted(self, scope: dict, receive: Any, send: Any) -> None:
         try:
             body = await asyncio.wait_for(self._read_body(scope, receive), self.timeout_s)
-        except _Refused as refused:
-            await self._answer(scope, send, refused.error)
+        except APIError as refused:
+            await self._answer(scope, send, refused)
             return
         except asyncio.TimeoutError:
             error = APIError(408, f"the request body did not arrive within {self.timeout_s:g} s (body_timeout_s)",
@@ -133,8 +128,8 @@ class AdmissionMiddleware:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _Refused(APIError(400, "the client closed the connection before sending the whole body",
-                                        code="incomplete_body"))
+                raise APIError(400, "the client closed the connection before sending the whole body",
+                               code="incomplete_body")
             chunk = message.get("body", b"")
             size += len(chunk)
             too_large = too_large or size > self.limit
@@ -146,8 +141,8 @@ class AdmissionMiddleware:
                 chunks.append(chunk)
             more = message.get("more_body", False)
         if too_large:
-            raise _Refused(APIError(413, f"the request body exceeds the server's limit of {self.limit} bytes",
-                                    code="request_too_large"))
+            raise APIError(413, f"the request body exceeds the server's limit of {self.limit} bytes",
+                           code="request_too_large")
         return b"".join(chunks)
 
     @staticmethod
