@@ -1,6 +1,6 @@
 """Text normalisation before classification, so that character tricks do not change what is classified:
 Unicode NFKC, zero-width and other invisible characters removed, look-alike letters of other scripts
-folded to Latin, digits inside words folded back from leetspeak, and letter-by-letter spacing joined.
+folded to Latin, digits inside words folded back from leetspeak, letter-by-letter spacing joined, runs of blanks made one.
 ``NormalizingClassifier`` wraps any classifier with it, at training and at prediction alike."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ CONFUSABLES = str.maketrans(
 LEET = str.maketrans("4310578@$", "aeiostbas")
 _LEET_WORD = re.compile(r"\b(?=\w*[a-zA-Z])(?=\w*[0-9@$])[\w@$]+\b")
 _SPACED = re.compile(r"(?<!\w)(?:\w ){2,}\w(?!\w)")
+_BLANKS = re.compile(r"[ \t]{2,}")
 
 
 def _unleet(match: re.Match[str]) -> str:
@@ -39,7 +40,8 @@ def normalize_text(text: str) -> str:
     """``text`` as the classifier should see it (see the module docstring); idempotent."""
     text = unicodedata.normalize("NFKC", text).translate(INVISIBLE).translate(CONFUSABLES)
     text = _LEET_WORD.sub(_unleet, text)
-    return _SPACED.sub(lambda m: m.group(0).replace(" ", ""), text)
+    text = _SPACED.sub(lambda m: m.group(0).replace(" ", ""), text)
+    return _BLANKS.sub(" ", text)
 
 
 @register_classifier

@@ -132,4 +132,8 @@ def run_rwku(config: RwkuRunConfig, progress: Progress | None = None, model: Any
         seconds=time.perf_counter() - start,
     )
     report.save(out / "report.json")
+    if config.guard is not None:
+        from .plots import plot_levels
+
+        plot_levels(report.overall, out / "levels.png", f"RWKU targets {config.targets}, {config.model}, guarded")
     return report
