@@ -74,6 +74,7 @@ def attacks(
     many: str = typer.Option("", "--many", help="Also fit one hardened guard for the first N targets, for each N (e.g. 10,100)."),
     data_dir: Optional[Path] = DATA_DIR,
     mmlu_questions: int = typer.Option(2000, "--mmlu-questions", min=100, help="Held-out MMLU questions for the FPR."),
+    attacked: Optional[int] = typer.Option(None, "--attacked-per-target", min=1, help="Attack only the first N level-1/2 probes of each target (default: all)."),
     seed: int = opt.SEED,
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/rwku-classifier)."),
 ) -> None:
@@ -87,7 +88,8 @@ def attacks(
         with progress("RWKU classifier") as report_progress:
             report = run_rwku_classifier(
                 parse_target_spec(targets), data_dir=str(data_dir) if data_dir else None,
-                many=opt.integers(many, "--many") if many else (), mmlu_questions=mmlu_questions, seed=seed,
+                many=opt.integers(many, "--many") if many else (), mmlu_questions=mmlu_questions,
+                attacked_per_target=attacked, seed=seed,
                 progress=report_progress,
             )
         report.save(Path(folder) / "report.json")

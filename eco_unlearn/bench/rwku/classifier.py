@@ -76,7 +76,7 @@ def fit_people_classifier(targets: Sequence[RwkuTarget], others: Sequence[RwkuTa
                           general=negatives, classifier=classifier, progress=progress)
 
 
-def _positives(targets: Sequence[RwkuTarget], attacks: Sequence[str], seed: int) -> dict[str, list[str]]:
+def _positives(targets: Sequence[RwkuTarget], attacks: Sequence[str], seed: int, per_target: int | None) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = defaultdict(list)
     for t in targets:
         for p in t.select("forget"):
@@ -84,7 +84,7 @@ def _positives(targets: Sequence[RwkuTarget], attacks: Sequence[str], seed: int)
             groups[f"level{p.level}"].append(prompt)
             if p.level == 3:
                 groups[f"level3/{p.type}"].append(prompt)
-        base = [probe_prompt(p) for p in t.select("forget", [1, 2])]
+        base = [probe_prompt(p) for p in t.select("forget", [1, 2])][:per_target]
         for attack in attacks:
             rewritten = apply_attack(attack, base, [t.name] * len(base), seed=seed + t.id)
             groups[f"attack/{attack}"] += [user_text(r) for r in rewritten if r is not None]
@@ -100,11 +100,13 @@ def _seconds_per_prompt(classifier, texts: Sequence[str], batch: int = 32) -> fl
 
 def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu_eval: Sequence[str], *,
                        attacks: Sequence[str] | None = None, seed: int = 0, fit_seconds: float = 0.0,
-                       latency_prompts: int = 320) -> ClassifierRun:
-    """FNR of ``fitted`` (a ``ClassifierFit``) on ``targets``' forget probes and attacks, FPR on
-    ``mmlu_eval`` and the neighbour probes; attacks: every registered one when None."""
+                       latency_prompts: int = 320, attacked_per_target: int | None = None) -> ClassifierRun:
+    """FNR of ``fitted`` (a ``ClassifierFit``) on ``targets``' forget probes and attacks (on the first
+    ``attacked_per_target`` level-1/2 probes of each target; all when None), FPR on ``mmlu_eval`` and the
+    neighbour probes; attacks: every registered one when None."""
     clf, threshold = fitted.classifier, fitted.threshold
-    positives = _positives(targets, ATTACKS.names() if attacks is None else attacks, seed) if attacks != () else {}
+    chosen = ATTACKS.names() if attacks is None else attacks
+    positives = _positives(targets, chosen, seed, attacked_per_target) if attacks != () else {}
     negatives = {"mmlu": list(mmlu_eval), "neighbor": [probe_prompt(p) for t in targets for p in t.select("neighbor")]}
     fnr = {g: float(np.mean(clf.predict_proba(texts) < threshold)) for g, texts in positives.items() if texts}
     fpr, wrong = {}, {}
@@ -122,7 +124,9 @@ def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu
 
 
 def run_rwku_classifier(target_ids: Sequence[int], *, data_dir: str | None, many: Sequence[int] = (), others: int = 20,
-                        mmlu_questions: int = 2000, seed: int = 0, progress: Progress | None = None) -> RwkuClassifierReport:
+                        mmlu_questions: int = 2000, attacked_per_target: int | None = None, seed: int = 0,
+                        progress: Progress | None = None, on_run: Callable[[ClassifierRun], None] | None = None,
+                        ) -> RwkuClassifierReport:
     """Plain and hardened classifiers for ``target_ids``; then hardened ones for each people count in
     ``many`` (the first N RWKU targets, FPR and latency only). Passages of ``others`` RWKU targets outside
     the chosen ones are negatives; ``mmlu_questions`` evenly spaced held-out MMLU questions measure the FPR."""
@@ -136,7 +140,9 @@ def run_rwku_classifier(target_ids: Sequence[int], *, data_dir: str | None, many
         start = time.perf_counter()
         fitted = fit_people_classifier(chosen, outside, mmlu_train, hardened=hardened, seed=seed, progress=progress)
         runs.append(measure_classifier("hardened" if hardened else "plain", fitted, chosen, mmlu_eval, seed=seed,
-                                       fit_seconds=time.perf_counter() - start))
+                                       fit_seconds=time.perf_counter() - start, attacked_per_target=attacked_per_target))
+        if on_run is not None:
+            on_run(runs[-1])
     for count in many:
         group = everyone[:count]
         outside = everyone[count : count + others] if count + others <= len(everyone) else []
@@ -144,6 +150,8 @@ def run_rwku_classifier(target_ids: Sequence[int], *, data_dir: str | None, many
         fitted = fit_people_classifier(group, outside, mmlu_train, hardened=True, seed=seed, progress=progress)
         runs.append(measure_classifier(f"hardened-{count}", fitted, group, mmlu_eval, attacks=(), seed=seed,
                                        fit_seconds=time.perf_counter() - start))
+        if on_run is not None:
+            on_run(runs[-1])
     return RwkuClassifierReport(
         targets=[{"id": t.id, "name": t.name} for t in chosen], runs=runs, environment=environment(seed=seed),
     )
