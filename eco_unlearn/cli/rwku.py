@@ -103,3 +103,30 @@ def attacks(
                           f"{r.fpr['mmlu']:.2%}", f"{r.fpr['neighbor']:.2%}", f"{r.seconds_per_prompt * 1000:.2f}")
         out.print(table)
         out.print(f"report.json and attacks.png in {folder}")
+
+
+@app.command("latency")
+def latency(
+    people: str = typer.Option("1,10,100", "--people", help="Numbers of people (the first N RWKU targets)."),
+    data_dir: Optional[Path] = DATA_DIR,
+    prompts: int = typer.Option(320, "--prompts", min=32, help="Held-out MMLU questions timed."),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON file (default benchmarks/results/rwku-classifier/latency.json)."),
+) -> None:
+    """Classifier ms per prompt (batch of 32) against the number of people: one encoder pass plus name matching."""
+    from ..bench.rwku.classifier import mmlu_split
+    from ..bench.rwku.latency import latency_curve
+    from ..data.rwku import load_rwku
+
+    with errors():
+        counts = opt.integers(people, "--people")
+        names = [t.name for t in load_rwku(f"1-{max(counts)}", str(data_dir) if data_dir else None)]
+        _, held_out = mmlu_split(str(data_dir) if data_dir else None)
+        with out.status("timing the classifier"):
+            curve = latency_curve(names, held_out[:prompts], counts)
+        curve.save(output or opt.results_path("rwku-classifier") / "latency.json")
+        table = Table(title=f"classifier ms per prompt, batch {curve.batch_size} (encoder once + name matching)")
+        for column in ("people", "encoder", "matching", "total", "prompts/s"):
+            table.add_column(column, justify="right")
+        for n, m, t in zip(curve.people, curve.matching_ms_per_prompt, curve.total_ms_per_prompt):
+            table.add_row(str(n), f"{curve.encoder_ms_per_prompt:.2f}", f"{m:.3f}", f"{t:.2f}", f"{1000 / t:.0f}")
+        out.print(table)
