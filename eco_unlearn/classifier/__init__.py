@@ -11,7 +11,9 @@ from .base import (
 from .calibration import CalibrationError, ErrorRates, conformal_threshold, error_rates, min_calibration_size
 from .combine import AnyOfClassifier
 from .encoder import EncoderClassifier
+from .fuzzy import FuzzyNameClassifier
 from .keyword import KeywordClassifier
+from .normalize import NormalizingClassifier, normalize_text
 
 __all__ = [
     "AnyOfClassifier",
@@ -20,12 +22,15 @@ __all__ = [
     "ConstantClassifier",
     "EncoderClassifier",
     "ErrorRates",
+    "FuzzyNameClassifier",
     "KeywordClassifier",
+    "NormalizingClassifier",
     "PromptClassifier",
     "conformal_threshold",
     "error_rates",
     "load_classifier",
     "min_calibration_size",
+    "normalize_text",
     "register_classifier",
     "save_classifier",
 ]

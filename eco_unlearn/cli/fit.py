@@ -13,8 +13,13 @@ from .render import before_after_table, fit_report
 
 
 def fit(
-    forget: Path = typer.Option(..., "--forget", help="Prompts to forget: JSON Lines or plain text, one a line."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the guard to."),
+    forget: Optional[Path] = typer.Option(None, "--forget", help="Prompts to forget: JSON Lines or plain text, one a line."),
+    about: Optional[str] = typer.Option(None, "--about", help="Forget a person: derive the forget prompts from this name (instead of --forget)."),
+    alias: Optional[list[str]] = typer.Option(None, "--alias", help="--about: another name or spelling of the person (repeatable)."),
+    passage: Optional[Path] = typer.Option(None, "--passage", help="--about: a text about the person (facts become cloze prompts)."),
+    mmlu_dir: Optional[Path] = typer.Option(None, "--mmlu-negatives", help="--about: a folder with MMLU (or one holding mmlu/); its dev questions become negatives."),
+    entity_negatives: str = typer.Option("error", "--entity-negatives", help="Negatives naming an entity: error (name them and stop), drop, forget (in scope) or accept (the FPR they cause)."),
     retain: Optional[Path] = typer.Option(None, "--retain", help="Prompts to keep answering (hard negatives)."),
     general: str = typer.Option("builtin", "--general", help="Everyday prompts as negatives: a file, 'builtin' or 'none'."),
     model: str = opt.MODEL,
@@ -48,11 +53,16 @@ def fit(
         config = FitConfig(  # bad settings fail before any file is read
             name=name, seed=seed, chat=chat,
             classifier=ClassifierConfig(mode=opt.ClassifierMode(classifier_mode).value, backbone=backbone),
-            calibration=CalibrationConfig(alpha=alpha),
+            calibration=CalibrationConfig(alpha=alpha, entity_negatives=entity_negatives),
             search=SearchConfig(method=search, budget=budget, strength=strength, objective=objective, target=target),
             corruption=CorruptionConfig(name=corruption),
         )
         names = opt.entities(entities)
+        if (forget is None) == (about is None):
+            raise typer.BadParameter("give either --forget FILE (prompts to forget) or --about NAME (a person)")
+        if about is not None:
+            _fit_about(about, alias or [], passage, mmlu_dir, config, model, dtype, device, out_dir, report_path)
+            return
         forget_items = read_items(forget, name="forget set")  # bad files fail before the model loads
         retain_items = read_items(retain, name="retain set") if retain is not None else []
         general_items = general if general in ("builtin", "none") else read_items(general, name="general set")
@@ -74,7 +84,35 @@ def fit(
         if report_path is not None:
             atomic_write_json(report_path, result.report.to_dict())
         fit_report(result.report)
-        out.print(f"guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
+        verdict = "[green]met[/]" if result.report.met else "[red]NOT met (met_target: false; see the warnings)[/]"
+        out.print(f"target {verdict}; guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
+
+
+def _fit_about(name: str, aliases: list[str], passage: Optional[Path], mmlu_dir: Optional[Path], config, model: str,
+               dtype: str, device: str, out_dir: Path, report_path: Optional[Path]) -> None:
+    from dataclasses import replace
+
+    from ..data.mmlu import load_mmlu
+    from ..errors import ItemsError
+    from ..fitting.about import AboutSpec, fit_about
+    from ..io import atomic_write_json
+
+    try:
+        text = passage.read_text(encoding="utf-8") if passage is not None else ""
+    except OSError as exc:
+        raise ItemsError(f"cannot read --passage {passage}: {exc.strerror or exc}") from None
+    spec = AboutSpec(name, tuple(aliases), text)
+    mmlu = [q.question for q in load_mmlu("dev", data_dir=mmlu_dir)] if mmlu_dir is not None else []
+    config = replace(config, name=name if config.name == "forget" else config.name)
+    lm, tokenizer = load(model, dtype, device)
+    with progress(f"fitting a guard about {name}") as report_progress:
+        result = fit_about(lm, tokenizer, spec, config, mmlu=mmlu, progress=report_progress)
+    result.guard.save(out_dir)
+    if report_path is not None:
+        atomic_write_json(report_path, result.report.to_dict())
+    fit_report(result.report)
+    verdict = "[green]met[/]" if result.report.met else "[red]NOT met (met_target: false; see the warnings)[/]"
+    out.print(f"target {verdict}; guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
 
 
 def demo(

@@ -7,7 +7,7 @@ calibration and test, so that no prompt that measures the classifier was used to
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,7 +17,6 @@ from ..classifier import (
     EncoderClassifier,
     KeywordClassifier,
     PromptClassifier,
-    conformal_threshold,
     error_rates,
 )
 from ..classifier.calibration import CalibrationError, conformal_rank, min_calibration_size
@@ -25,6 +24,7 @@ from ..classifier.text import as_phrases
 from ..data.items import ItemsError, PromptItem, find_overlap, general_prompts, normalize_prompt, read_items
 from .config import FitConfig
 from .deprecated import CLASSIFIER_KEYWORDS, apply_keywords
+from .entity_negatives import calibrate, split_entity_negatives
 from .report import Calibration, HeldOutRates, Splits
 
 __all__ = ["ClassifierFit", "ItemSource", "Progress", "default_classifier", "fit_classifier", "read_optional"]
@@ -65,6 +65,7 @@ class ClassifierFit:
     splits: Splits
     positives: list[PromptItem]
     entities: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
 
 
 def fit_classifier(
@@ -97,8 +98,10 @@ def fit_classifier(
         raise ItemsError(f"{len(overlap)} prompt(s) are in both the forget and the retain set:\n  {shown}")
     forget_keys = {normalize_prompt(i.prompt) for i in forget_items}
     general_items = [i for i in general_items if normalize_prompt(i.prompt) not in forget_keys]
-    positives = _dedupe(forget_items)
-    negatives = _dedupe(retain_items + general_items)
+    entities = tuple(e for e in as_phrases(entities) if e.strip())
+    positives, negatives, notes = split_entity_negatives(
+        _dedupe(forget_items), _dedupe(retain_items + general_items), entities, config.calibration.entity_negatives
+    )
     if len(positives) < 2:
         raise ItemsError("the forget set needs at least 2 distinct prompts (one to train on, one to test with)")
     rng = np.random.default_rng(seed)
@@ -119,7 +122,6 @@ def fit_classifier(
         forget_train=len(pos_train), forget_test=len(pos_test), negative_train=len(neg_train),
         negative_calibration=len(neg_cal), negative_test=len(neg_test), retain=len(retain_items), general=len(general_items),
     )
-    entities = tuple(e for e in as_phrases(entities) if e.strip())
     classifier = classifier or default_classifier(
         entities, backbone=config.classifier.backbone, mode=config.classifier.mode, seed=seed
     )
@@ -131,8 +133,11 @@ def fit_classifier(
             extra_negatives=texts(negatives, neg_train[~is_retain[neg_train]]),
         )
     note("calibrating the threshold", 1, 3)
-    cal_scores = classifier.predict_proba(texts(negatives, neg_cal))
-    threshold = conformal_threshold(cal_scores, alpha)
+    cal_texts = texts(negatives, neg_cal)
+    threshold, calibration_notes = calibrate(
+        classifier.predict_proba(cal_texts), cal_texts, alpha, entities, config.calibration.entity_negatives
+    )
+    notes += calibration_notes
     note("measuring held-out error rates", 2, 3)
     test_pos, test_neg = texts(positives, pos_test), texts(negatives, neg_test)
     neg_scores = classifier.predict_proba(test_neg)
@@ -147,7 +152,7 @@ def fit_classifier(
     )
     calibration = Calibration(alpha, threshold, len(neg_cal), conformal_rank(len(neg_cal), alpha), held_out)
     note("classifier ready", 3, 3)
-    return ClassifierFit(classifier, threshold, calibration, held_out, splits, positives, entities)
+    return ClassifierFit(classifier, threshold, calibration, held_out, splits, positives, entities, notes)
 
 
 def read_optional(source: ItemSource, name: str) -> list[PromptItem]:

@@ -23,9 +23,11 @@ from ..errors import (
 )
 from ..runtime.corruption import CorruptionSpec
 from ..runtime.tokens import SELECTION_STRATEGIES, TokenSelection
-from ..validation import integer, is_number, number
+from ..validation import integer, is_number, number, one_of
 from .objectives import OBJECTIVES
 from .search import SEARCHES
+
+ENTITY_NEGATIVES = ("error", "drop", "forget", "accept")
 
 __all__ = [
     "CalibrationConfig", "ClassifierConfig", "CorruptionConfig", "FitConfig", "SearchConfig", "TokenCandidate",
@@ -67,12 +69,18 @@ class CalibrationConfig:
 
     * ``alpha`` (0.01): the bound on the chance that a prompt outside the forget scope is flagged. 1 % keeps
       everyday prompts untouched and needs 99 calibration negatives, which the built-in general pool has.
+    * ``entity_negatives`` (``"error"``): negatives that name an entity of the scope score the maximum.
+      ``"error"`` stops the fit, naming them, when they make the threshold unreachable; ``"drop"`` leaves
+      them out; ``"forget"`` treats them as in scope (forget prompts); ``"accept"`` keeps them and flags at
+      the maximum score, reporting the false-positive rate they cause.
     """
 
     alpha: float = 0.01
+    entity_negatives: str = "error"
 
     def __post_init__(self) -> None:
         number(self.alpha, "alpha", low=0, high=1, low_open=True, high_open=True, error=CalibrationError)
+        one_of(self.entity_negatives, "entity_negatives", ENTITY_NEGATIVES, error=CalibrationError)
 
 
 @dataclass

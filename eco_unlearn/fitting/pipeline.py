@@ -28,6 +28,7 @@ from .deprecated import apply_keywords
 from .objectives import Objective, make_objective
 from .report import ClassifierInfo, CorruptionChoice, FitReport, FitResult, FitSeconds, ObjectiveValues, TokenTrial
 from .search import SEARCHES, SearchResult
+from .verdict import verdict
 
 __all__ = [
     "FitReport", "FitResult", "corrupt_every_prompt", "default_strength_range", "every_prompt_guard", "fit_guard",
@@ -123,7 +124,8 @@ def fit_guard(
     the tokens to corrupt. ``classifier`` is an unfitted classifier with a ``fit(forget, retain,
     extra_negatives=)`` method (default: from ``config.classifier``, with the entities' keywords).
     ``objective`` is an ``Objective`` built by the caller (default: the one ``config.search`` names).
-    An unreachable target keeps the best strength found and marks the guard ``met_target: false``.
+    An unreachable target keeps the best strength found and marks the guard ``met_target: false``; so do an
+    end-to-end value that misses the target and held-out rates on too few prompts (``fitting.verdict``).
     The guard's metadata holds the report (``fit_report``) and the config (``fit_config``).
     Returns the guard and its report; nothing is written to disk. The old setting keywords (``alpha=``,
     ``budget=``, ...) still work for one release, with a DeprecationWarning naming the field to set.
@@ -133,10 +135,10 @@ def fit_guard(
     if isinstance(objective, str):  # an objective's name is a setting: FitConfig.search.objective
         deprecated, objective = {**deprecated, "objective": objective}, None
     config, unstored_options = apply_keywords(config or FitConfig(), deprecated, "fit_guard")
-    warnings_: list[str] = []
     fitted = fit_classifier(
         forget, retain, config, general=general, entities=entities, classifier=classifier, progress=progress
     )
+    warnings_: list[str] = list(fitted.notes)
     clock["calibration"] = time.perf_counter()
 
     # --------------------------------------------------------------------------- strength search
@@ -196,20 +198,23 @@ def fit_guard(
     else:
         end_to_end = obj.evaluate(guarded)
     clock["end_to_end"] = time.perf_counter()
+    values = ObjectiveValues(
+        name=obj.name, goal=obj.goal, target=obj.target, items=len(obj.items), before=before, after=result.value,
+        after_end_to_end=end_to_end, items_flagged_end_to_end=flagged, met_end_to_end=obj.met(end_to_end),
+    )
+    met, reasons = verdict(result.met, values, fitted.held_out)
+    warnings_ += reasons
     report = FitReport(
         target=name,
         classifier=ClassifierInfo(fitted.classifier.kind, repr(fitted.classifier)),
         splits=fitted.splits,
         calibration=fitted.calibration,
         held_out=fitted.held_out,
-        objective=ObjectiveValues(
-            name=obj.name, goal=obj.goal, target=obj.target, items=len(obj.items), before=before, after=result.value,
-            after_end_to_end=end_to_end, items_flagged_end_to_end=flagged, met_end_to_end=obj.met(end_to_end),
-        ),
+        objective=values,
         search=result,
         strength=result.strength,
         corruption=CorruptionChoice(corruption, params, tokens),
-        met=result.met,
+        met=met,
         seconds=FitSeconds(
             classifier=clock["calibration"] - clock["start"],
             search=clock["search"] - clock["calibration"],
@@ -219,5 +224,5 @@ def fit_guard(
         warnings=warnings_,
         token_candidates=tried if len(candidates) > 1 else [],
     )
-    guard.metadata = {"fit_report": report.to_dict(), "met_target": result.met, "fit_config": config.to_dict()}
+    guard.metadata = {"fit_report": report.to_dict(), "met_target": met, "fit_config": config.to_dict()}
     return FitResult(guard, report)

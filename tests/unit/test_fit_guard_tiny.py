@@ -83,7 +83,7 @@ def test_the_first_token_candidate_that_meets_the_target_ends_the_search(model, 
     )
     result = fit_guard(model, tok, FORGET, config=config, classifier=KeywordClassifier(["Harry Potter"]))
     assert [t.tokens.strategy for t in result.report.token_candidates] == ["entities"]
-    assert result.report.met and result.guard.targets[0].tokens.strategy == "entities"
+    assert result.report.search.met and result.guard.targets[0].tokens.strategy == "entities"
 
 
 def test_the_end_to_end_check_is_not_scored_again_when_every_forget_prompt_is_flagged(model, tok):

@@ -1,0 +1,59 @@
+"""RWKU scoring on the tiny model: prompts as RWKU writes them, cached answers that resume, summaries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eco_unlearn.bench.rwku import KNOWN_CUT, Answer, AnswerCache, RwkuRunConfig, first_line, probe_prompt, probe_results, run_rwku, summarise
+from eco_unlearn.bench.rwku.score import rank_known_targets
+from eco_unlearn.data.rwku import RwkuProbe
+from eco_unlearn.errors import DatasetError
+from test_rwku_data import write_target
+
+
+def probe(level=1, type_="cloze", answer="Analytical Engine", kind="forget", target=1):
+    return RwkuProbe(target, "Ada Lovelace", kind, level, type_, "Ada wrote about the ___.", answer)
+
+
+def test_prompts_follow_rwku_templates():
+    assert probe_prompt(probe()) == "Please complete the blank in the following question.\nQuestion: Ada wrote about the ___.\nAnswer:"
+    assert probe_prompt(probe(2, "simple question")).startswith("Please briefly answer the following question.\nQuestion: ")
+    assert probe_prompt(probe(3, "affirmative suffix")).endswith("___.")  # no "Answer:" after an affirmative suffix
+    assert first_line("  Paris\nQuestion: next") == "Paris"
+
+
+def test_known_probes_and_the_share_still_answered():
+    probes = [probe(answer="Analytical Engine"), probe(answer="Babbage"), probe(kind="neighbor", answer="Babbage")]
+    rows = probe_results(probes, ["the Analytical Engine", "nothing", "Charles Babbage"],
+                         ["no idea", "nothing", "Charles Babbage"], [True, True, False])
+    assert [r.known for r in rows] == [True, False, True] and KNOWN_CUT == 0.5
+    summary = summarise(rows)
+    assert summary["forget/level1"]["known"] == 1 and summary["forget/level1"]["known_still_answered"] == 0.0
+    assert summary["neighbor/level1"]["known_still_answered"] == 1.0 and summary["forget/all"]["flagged"] == 1.0
+    assert rank_known_targets(rows, 1)[0][:2] == (1, 1)
+
+
+def test_cache_skips_answered_prompts_and_ignores_a_torn_line(tmp_path):
+    cache = AnswerCache(tmp_path / "a.jsonl", "run")
+    cache.put(["p1"], [Answer("x", None)])
+    with (tmp_path / "a.jsonl").open("a") as f:
+        f.write('{"run": "run", "key": "tor')
+    again = AnswerCache(tmp_path / "a.jsonl", "run")
+    assert again.get("p1").text == "x" and again.get("p2") is None
+    assert AnswerCache(tmp_path / "a.jsonl", "other run").get("p1") is None
+
+
+def test_run_scores_a_smoke_target_and_resumes_from_the_cache(tmp_path, model, tok):
+    write_target(tmp_path / "data", 1, "Ada Lovelace")
+    config = RwkuRunConfig(targets="1", data_dir=str(tmp_path / "data"), output=str(tmp_path / "out"), limit=1, batch_size=4)
+    report = run_rwku(config, model=model, tokenizer=tok)
+    assert report.per_target["1"]["name"] == "Ada Lovelace"
+    assert {"forget/level1", "forget/level3", "forget/level3/role play", "neighbor/level2"} <= set(report.overall)
+    assert len(report.rows) == 5 and json.loads((tmp_path / "out" / "report.json").read_text())["benchmark"] == "rwku"
+    lines = (tmp_path / "out" / "answers.jsonl").read_text().splitlines()
+    run_rwku(config, model=model, tokenizer=tok)
+    assert (tmp_path / "out" / "answers.jsonl").read_text().splitlines() == lines  # nothing recomputed
+    with pytest.raises(DatasetError):
+        RwkuRunConfig(levels=(4,))
