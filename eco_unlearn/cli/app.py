@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import bench, fit, generate, info, serve, tofu
+from . import bench, fit, generate, info, mcq, serve, tofu
 from .console import err
 
 try:  # recent typer vendors its own copy of click
@@ -30,6 +30,7 @@ app.command()(info.models)
 app.command()(serve.serve)
 app.add_typer(bench.app, name="bench")
 app.add_typer(tofu.app, name="tofu")
+app.add_typer(mcq.app, name="mcq")
 
 
 def main() -> None:
