@@ -82,3 +82,28 @@ def subjects(
             found = subject_accuracies(config, progress=report_progress)
         table = subject_table(found["questions"], found["scores"], folder / "subjects.md")
         out.print(table, highlight=False)
+
+
+@app.command("lm-eval")
+def lm_eval_check(
+    setting: str = typer.Option(..., "--setting", help="A setting already run with `eco-unlearn mcq run` (economics, physics, law)."),
+    model: str = MODEL,
+    data_dir: Optional[Path] = DATA_DIR,
+    focus: Optional[int] = FOCUS,
+    other: Optional[int] = OTHER,
+    timing_questions: int = typer.Option(16, "--timing-questions", min=1, help="Unflagged questions timed under hf and eco."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    out_dir: Optional[Path] = OUT,
+) -> None:
+    """The same experiment through lm-evaluation-harness (`hf` and `eco`), and eco's overhead when nothing is flagged."""
+    from ..bench.mcq import SETTINGS, McqRunConfig, SampleSizes
+    from ..bench.mcq.lmeval_run import run_lm_eval_check
+
+    quiet_transformers()
+    with errors():
+        config = McqRunConfig(SETTINGS.get(setting), model=model, data_dir=data_dir, output=out_dir or opt.results_path("mcq"),
+                              sizes=SampleSizes(focus=focus, other=other), methods=("letters",), batch_size=batch_size)
+        result = run_lm_eval_check(config, timing_questions=timing_questions)
+        for row in result["rows"]:
+            out.print(row, highlight=False)
+        out.print(f"agreement {result['agreement']}; eco/hf wall time {result['timing_nothing_flagged']['ratio']:.3f}")

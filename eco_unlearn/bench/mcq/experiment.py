@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,15 +23,15 @@ from ...errors import DatasetError
 from ...fitting import FitConfig, fit_guard
 from ...fitting.config import SearchConfig
 from ...fitting.objectives import make_objective
-from ...models import fingerprint, load_model
+from ...models import load_model
 from ...runtime.guard import Guard
 from ...runtime.guarded import GuardedModel
 from .prompts import header
 from .report import McqReport, build_report
-from .scoring import METHODS, ScoreCache, score_questions
+from .scoring import METHODS, ScoreCache, question_key, score_questions
 from .settings import McqSetting, SampleSizes, by_subject, scored_questions, training_pool
 
-__all__ = ["McqRunConfig", "guard_items", "run_mcq", "subject_accuracies"]
+__all__ = ["McqRunConfig", "guard_items", "run_mcq", "saved_scores", "subject_accuracies"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -142,6 +142,17 @@ def run_mcq(config: McqRunConfig, progress: Progress | None = None) -> McqReport
     )
 
 
-def with_sizes(config: McqRunConfig, **sizes: Any) -> McqRunConfig:
-    """``config`` with other sample sizes."""
-    return replace(config, sizes=replace(config.sizes, **sizes))
+def saved_scores(config: McqRunConfig) -> tuple[list[McqQuestion], dict, dict, Path]:
+    """What ``run_mcq`` left on disk for ``config``: the scored questions, the bare and guarded letters
+    scores (``{question_key: QuestionScore}``) and the guard folder."""
+    groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
+    questions = scored_questions(groups, config.setting, config.sizes)
+    folder = Path(config.output) / f"guard-{config.setting.name}"
+    if not (folder / "guard.json").is_file():
+        raise DatasetError(f"no guard at {folder}; run `eco-unlearn mcq run` for this setting first")
+    strength = Guard.load(folder).targets[0].corruption.strength
+    caches = _caches(config), _caches(config, f"{config.setting.name}-{strength:.6g}")
+    scores = [{question_key(q): c.get(question_key(q), "letters") for q in questions} for c in caches]
+    if any(s is None for per in scores for s in per.values()):
+        raise DatasetError("some scored questions have no cached letters score; finish `eco-unlearn mcq run` first")
+    return questions, scores[0], scores[1], folder
