@@ -87,3 +87,18 @@ def test_scores_resume_from_the_cache_and_guarded_runs_reuse_unflagged_ones(mode
         assert guarded[method][hogwarts].flagged and guarded[method][hogwarts].scores != first[method][hogwarts].scores
         for q in questions[:-1]:
             assert guarded[method][question_key(q)] == first[method][question_key(q)]
+
+
+def test_guard_items_hold_no_scored_question_and_settings_are_checked():
+    from eco_unlearn.bench.mcq import McqRunConfig, guard_items, header
+
+    questions = [McqQuestion(f"{s} question {i}?", ("a", "b", "c", "d"), i % 4, s) for s in ("x", "y", "z") for i in range(12)]
+    dev = [McqQuestion(f"{s} dev?", ("a", "b", "c", "d"), 0, s) for s in ("x", "y", "z")]
+    groups, setting, sizes = by_subject(questions), McqSetting("t", ("x",), ("y",)), SampleSizes(focus=5, other=3)
+    forget, retain = guard_items(groups, dev, setting, sizes, negatives_per_other=2)
+    scored = {header(q) + q.question for q in scored_questions(groups, setting, sizes)}
+    assert not scored & {i.prompt for i in forget + retain}
+    assert len(forget) == 1 + 7 and all(i.prompt.startswith(header(dev[0])) for i in forget)
+    assert len(retain) == 2 + 7 + 2
+    with pytest.raises(DatasetError, match="both forgotten and related"):
+        McqRunConfig(McqSetting("bad", ("x",), ("x",)))
