@@ -106,7 +106,8 @@ class EcoLM(HFLM):
         results: list[tuple[float, bool] | None] = [None] * len(requests)
 
         def encoded(i: int) -> EncodedPrompt:
-            return self._encoded(requests[i][0][0][: len(requests[i][0][0].rstrip()) or None], requests[i][1])
+            # lm-eval moves the context's trailing whitespace to the continuation before tokenizing
+            return self._encoded(requests[i][0][0].rstrip() or requests[i][0][0], requests[i][1])
 
         if single:
             firsts = [by_context[c][0] for c in single]
@@ -116,7 +117,8 @@ class EcoLM(HFLM):
                 for i in by_context[context]:
                     token = requests[i][2][0]
                     results[i] = (float(logprobs[row, token]), bool(int(logprobs[row].argmax()) == token))
-        rest = [i for c, members in by_context.items() if c not in set(single) for i in members]
+        single_set = set(single)
+        rest = [i for c, members in by_context.items() if c not in single_set for i in members]
         if rest:
             plan = self.guarded.plan([encoded(i) for i in rest], decisions=[decisions[i] for i in rest],
                                      reserve=[len(requests[i][2]) for i in rest])
