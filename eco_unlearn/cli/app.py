@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import bench, fit, generate, info, rwku, serve, tofu
+from . import bench, fit, generate, info, mcq, rwku, serve, tofu
 from .console import err
 
 try:  # recent typer vendors its own copy of click
@@ -31,6 +31,7 @@ app.command()(serve.serve)
 app.add_typer(bench.app, name="bench")
 app.add_typer(tofu.app, name="tofu")
 app.add_typer(rwku.app, name="rwku")
+app.add_typer(mcq.app, name="mcq")
 
 
 def main() -> None:

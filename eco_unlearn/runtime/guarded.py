@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Literal, Sequence
 
@@ -28,10 +28,18 @@ from .prefill import ModelInputs, PrefillInputs
 from .prompts import PromptInput
 from ..validation import integer, number
 
-__all__ = ["GuardedModel", "PrefillInputs", "check_generation_args"]
+__all__ = ["GuardedModel", "PrefillInputs", "TokenScores", "check_generation_args"]
 
 Truncation = Literal["error", "left"]
 Prompts = PromptInput | Sequence[PromptInput]
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """A scored continuation: each token's log-probability and whether it was the model's greedy choice."""
+
+    logprobs: torch.Tensor
+    greedy: torch.Tensor
 
 
 def check_generation_args(max_new_tokens: int, temperature: float, top_p: float) -> None:
@@ -301,11 +309,28 @@ class GuardedModel:
         if isinstance(continuations, str):
             continuations = [continuations]
         tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        scored, decisions = self.score_ids(prompts, tails, chat=chat, batch_size=batch_size, return_decisions=True)
+        logprobs = [s.logprobs for s in scored]
+        return (logprobs, decisions) if return_decisions else logprobs
+
+    @torch.no_grad()
+    def score_ids(
+        self,
+        prompts: Prompts | Plan,
+        continuations: Sequence[Sequence[int]],
+        *,
+        chat: bool = False,
+        batch_size: int = 8,
+        return_decisions: bool = False,
+    ) -> list[TokenScores] | tuple[list[TokenScores], list[GuardDecision]]:
+        """``score`` for continuations given as token ids (as an evaluation harness tokenizes them), with
+        whether each token is the model's greedy choice. Continuation tokens are never corrupted."""
+        tails = [list(t) for t in continuations]
         for i, tail in enumerate(tails):
             if not tail:
                 raise PromptError(f"continuation {i} is empty; there is nothing to score")
         plan = self._planned(prompts, chat, [len(t) for t in tails])
-        results: list[torch.Tensor] = []
+        results: list[TokenScores] = []
         for chunk in self._chunks(list(zip(plan.rows, tails)), batch_size):
             chunk_rows, chunk_tails = [r for r, _ in chunk], [t for _, t in chunk]
             keep = max(len(t) for t in chunk_tails) + 1
@@ -313,9 +338,9 @@ class GuardedModel:
             for b, tail in enumerate(chunk_tails):
                 # kept position keep-1 predicts the token after the last one; tail token j is predicted by
                 # kept position keep-1-len(tail)+j
-                predicting = logits[b, keep - 1 - len(tail) : keep - 1]
-                logprobs = torch.log_softmax(predicting, dim=-1)
-                results.append(logprobs.gather(-1, torch.tensor(tail, device=logprobs.device)[:, None])[:, 0].cpu())
+                logprobs = torch.log_softmax(logits[b, keep - 1 - len(tail) : keep - 1], dim=-1)
+                ids = torch.tensor(tail, device=logprobs.device)
+                results.append(TokenScores(logprobs.gather(-1, ids[:, None])[:, 0].cpu(), (logprobs.argmax(-1) == ids).cpu()))
         return self._with_decisions(results, plan, return_decisions)
 
     @torch.no_grad()

@@ -1,0 +1,58 @@
+"""Accuracy with a binomial confidence interval, and the classifier's error rates on a group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from scipy.stats import binomtest
+
+__all__ = ["Accuracy", "FlagRates", "accuracy"]
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """``correct`` of ``n`` with a Wilson score interval at ``confidence`` (scipy's ``binomtest``)."""
+
+    correct: int
+    n: int
+    value: float
+    low: float
+    high: float
+    confidence: float = 0.95
+
+    def points(self) -> str:
+        """``41.2 [37.0, 45.5]``: the accuracy and its interval in percentage points."""
+        return f"{100 * self.value:.1f} [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+
+
+def accuracy(correct: Sequence[bool], confidence: float = 0.95) -> Accuracy:
+    """The share of ``correct`` answers with its Wilson interval; NaN for no questions."""
+    n, k = len(correct), int(sum(bool(c) for c in correct))
+    if n == 0:
+        nan = float("nan")
+        return Accuracy(0, 0, nan, nan, nan, confidence)
+    interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return Accuracy(k, n, k / n, float(interval.low), float(interval.high), confidence)
+
+
+@dataclass(frozen=True)
+class FlagRates:
+    """How often the guard flagged a group's prompts: ``fnr`` is the unflagged share of a group that should
+    be flagged (forget), ``fpr`` the flagged share of one that should not (related, other)."""
+
+    flagged: int
+    n: int
+    should_flag: bool
+
+    @property
+    def rate(self) -> float:
+        return self.flagged / self.n if self.n else float("nan")
+
+    @property
+    def fnr(self) -> float | None:
+        return 1 - self.rate if self.should_flag else None
+
+    @property
+    def fpr(self) -> float | None:
+        return None if self.should_flag else self.rate
