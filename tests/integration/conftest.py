@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,8 @@ from eco_unlearn import load_model
 from eco_unlearn.demo import keyword_demo_guard
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +35,39 @@ def demo(smollm2):
 
 @pytest.fixture(scope="session")
 def cli():
-    """Run the installed ``eco-unlearn`` console script in a subprocess; returns CompletedProcess."""
+    """Run the installed ``eco-unlearn`` console script in a subprocess; returns CompletedProcess. The
+    process imports this checkout's ``eco_unlearn`` (the virtualenv's editable install may be another's)."""
     exe = Path(sys.executable).with_name("eco-unlearn")
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONPATH": path}
         return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def cli_main():
+    """Run the console script's entry point, ``eco_unlearn.cli.main``, in this process; returns
+    CompletedProcess like ``cli``. For checks of one command's bad input: a subprocess each would only
+    import torch again (every command group keeps one check through ``cli``, a real process)."""
+    from eco_unlearn.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        stdout, stderr, argv = io.StringIO(), io.StringIO(), sys.argv
+        sys.argv = ["eco-unlearn", *args]
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                try:
+                    main()
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        finally:
+            sys.argv = argv
+        plain = [re.sub(r"\x1b\[[0-9;]*m", "", s.getvalue()) for s in (stdout, stderr)]
+        return subprocess.CompletedProcess(["eco-unlearn", *args], code, *plain)
 
     return run
 

@@ -58,15 +58,22 @@ def test_generate_table_and_models_and_inspect(cli, smollm2, tmp_path):
         (["inspect", "/nonexistent/guard"], "no guard folder"),
     ],
 )
-def test_bad_input_gets_one_clear_error_line(cli, args, message):
-    result = cli(*args)
+def test_bad_input_gets_one_clear_error_line(cli_main, args, message):
+    assert_one_error_line(cli_main(*args), message)
+
+
+def test_bad_input_in_a_real_process_exits_2_with_one_line(cli):
+    assert_one_error_line(cli("nosuch"), "No such command")
+
+
+def assert_one_error_line(result, message: str) -> None:
     assert result.returncode == 2
     assert message in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [result.stderr.strip()]
     assert "Traceback" not in result.stderr
 
 
-def test_broken_guard_artifacts_are_rejected(cli, smollm2, tmp_path):
+def test_broken_guard_artifacts_are_rejected(cli, cli_main, smollm2, tmp_path):
     guard_dir = tmp_path / "g"
     keyword_demo_guard(smollm2[0]).save(guard_dir)
     manifest = guard_dir / "guard.json"
@@ -79,21 +86,21 @@ def test_broken_guard_artifacts_are_rejected(cli, smollm2, tmp_path):
 
     data["targets"][0]["corruption"] = {"name": "gaussian_first_n", "strength": -1}
     manifest.write_text(json.dumps(data))
-    result = cli("generate", "--guard", str(guard_dir), "hi")
+    result = cli_main("generate", "--guard", str(guard_dir), "hi")
     assert result.returncode == 2 and "out of range" in result.stderr
 
     manifest.write_text("{not json")
-    result = cli("inspect", str(guard_dir))
+    result = cli_main("inspect", str(guard_dir))
     assert result.returncode == 2 and "not valid JSON" in result.stderr
 
 
-def test_guard_for_another_model_is_refused(cli, smollm2, tmp_path):
+def test_guard_for_another_model_is_refused(cli, cli_main, smollm2, tmp_path):
     from dataclasses import replace
 
     guard = keyword_demo_guard(smollm2[0])
     guard.model_fingerprint = replace(guard.model_fingerprint, hidden_size=640, architecture="Gemma3ForCausalLM")
     guard.save(tmp_path / "g")
-    result = cli("generate", "--guard", str(tmp_path / "g"), "-n", "4", "hi")
+    result = cli_main("generate", "--guard", str(tmp_path / "g"), "-n", "4", "hi")
     assert result.returncode == 2 and "built for another model" in result.stderr
     forced = cli("generate", "--guard", str(tmp_path / "g"), "--force", "-n", "4", "hi")
     assert forced.returncode == 0 and "warning" in forced.stderr

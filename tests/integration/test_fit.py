@@ -85,20 +85,20 @@ def test_demo_command_fits_a_guard_that_forgets(demo_run, smollm2):
     assert after[1:] == before[1:]
 
 
-def test_cli_fit_writes_a_guard_from_files(cli, tmp_path):
+def test_cli_fit_writes_a_guard_from_files(cli, cli_main, tmp_path):
     forget = tmp_path / "forget.jsonl"
     forget.write_text("\n".join(json.dumps({"prompt": p, "answer": "x"}) for p in HP_TRAIN) + "\n")
     retain = tmp_path / "retain.txt"
     retain.write_text("\n".join(OTHER) + "\n")
     out, report = tmp_path / "guard", tmp_path / "report.json"
-    result = cli("fit", "--forget", str(forget), "--retain", str(retain), "--out", str(out), "--objective",
-                 "answer_recall", "--strength", "1.0", "--name", "hp", "--report", str(report))
+    result = cli_main("fit", "--forget", str(forget), "--retain", str(retain), "--out", str(out), "--objective",
+                      "answer_recall", "--strength", "1.0", "--name", "hp", "--report", str(report))
     # the references are not known to the model, so answer_recall has nothing to measure: a clear error
     assert result.returncode == 2 and "answers none of the forget items" in result.stderr
     assert not out.exists()
-    result = cli("fit", "--forget", str(forget), "--retain", str(retain), "--out", str(out), "--objective",
-                 "answer_recall", "--strength", "1.0", "--name", "hp", "--report", str(report), "--entities",
-                 "Harry Potter,Hogwarts")
+    result = cli_main("fit", "--forget", str(forget), "--retain", str(retain), "--out", str(out), "--objective",
+                      "answer_recall", "--strength", "1.0", "--name", "hp", "--report", str(report), "--entities",
+                      "Harry Potter,Hogwarts")
     assert result.returncode == 2  # same data, same error: fitting never half-writes a guard
     forget.write_text("\n".join(json.dumps({"prompt": q, "answer": a}) for q, a in [
         ("Who is Harry Potter's best friend?", "Ron"), ("Who wrote the Harry Potter books?", "Rowling"),
@@ -123,12 +123,12 @@ def test_cli_fit_writes_a_guard_from_files(cli, tmp_path):
         (["Who is Harry Potter?", "What is Hogwarts?"], ["hello"], ["--corruption", "nosuch"], "unknown corruption 'nosuch'"),
     ],
 )
-def test_cli_fit_bad_input_is_one_clear_line(cli, tmp_path, forget_lines, retain_lines, extra, message):
+def test_cli_fit_bad_input_is_one_clear_line(cli_main, tmp_path, forget_lines, retain_lines, extra, message):
     structured = any(line.startswith("{") for line in forget_lines)
     forget, retain = tmp_path / ("forget.jsonl" if structured else "forget.txt"), tmp_path / "retain.txt"
     forget.write_text("\n".join(forget_lines) + ("\n" if forget_lines else ""))
     retain.write_text("\n".join(retain_lines) + "\n")
-    result = cli("fit", "--forget", str(forget), "--retain", str(retain), "--out", str(tmp_path / "g"), *extra)
+    result = cli_main("fit", "--forget", str(forget), "--retain", str(retain), "--out", str(tmp_path / "g"), *extra)
     assert result.returncode == 2, result.stdout
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "g").exists()

@@ -120,9 +120,15 @@ def test_eval_scores_the_guarded_target_against_the_retain_reference(tofu_run, t
         (("tofu", "sweep", "--strengths", "3,-1"), "strengths must be a non-empty list of finite values >= 0"),
     ],
 )
-def test_bad_input_is_one_clear_line(tofu_cli, tofu_dir, args, message):
+def test_bad_input_is_one_clear_line(tofu_cli, cli_main, tofu_dir, args, message):
     if "--data-dir" not in args:
         args = (*args, "--data-dir", str(tofu_dir))
-    result = tofu_cli(*args)
+    result = cli_main(*args)  # with tofu_cli's cache
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_input_in_a_real_process_is_one_clear_line(tofu_cli, tofu_dir):
+    result = tofu_cli("tofu", "sweep", "--strengths", "1,x", "--data-dir", str(tofu_dir))
+    assert result.returncode == 2
+    assert "comma-separated numbers" in result.stderr and "Traceback" not in result.stderr

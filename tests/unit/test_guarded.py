@@ -99,11 +99,13 @@ def test_unflagged_logits_identical_to_bare_and_direct(guarded, bare, model, tok
 
 
 def test_unflagged_score_identical_to_bare_and_direct(guarded, bare, model, tok):
-    """Scores of unflagged prompts are bit-identical to the bare model's log-probabilities."""
+    """Scores of unflagged prompts are bit-identical to the bare model's log-probabilities, and equal (up to
+    matmul rounding) to log-probabilities read off a full forward pass."""
     got = guarded.score(CLEAN, " the lazy dog")
     assert len(got) == 1 and got[0].shape == (len(tok(" the lazy dog", add_special_tokens=False)["input_ids"]),)
     assert torch.equal(got[0], bare.score(CLEAN, " the lazy dog")[0])
-    assert torch.equal(got[0], direct_logprobs(model, tok, CLEAN, " the lazy dog"))
+    # score() keeps only the last len+1 logits, the direct pass all of them: another output-head matmul shape
+    torch.testing.assert_close(got[0], direct_logprobs(model, tok, CLEAN, " the lazy dog"), atol=1e-5, rtol=1e-6)
     assert (got[0] < 0).all()
 
 

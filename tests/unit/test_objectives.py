@@ -42,11 +42,20 @@ def hand_choice_scores(model: GuardedModel, prompt: str, choices) -> np.ndarray:
     return np.array([float(lp.mean()) for lp in logprobs])
 
 
+def clear_argmax(values) -> int:
+    """The best choice by hand, asserting it wins by more than float32 rounding: the objective scores the
+    choices in other batches, whose kernels may round differently, and must still pick the same one."""
+    values = np.asarray(values, dtype=np.float64)
+    top, second = np.sort(values)[::-1][:2]
+    assert top - second > 1e-4, f"choices tied within float error: {values}"
+    return int(np.argmax(values))
+
+
 @pytest.fixture(scope="module")
 def cloze_best(model, tok):
     """Per question, the choice the unguarded tiny model prefers, computed by hand."""
     bare = GuardedModel(model, tok)
-    return [int(np.argmax(hand_choice_scores(bare, prompt, choices))) for prompt, choices in QUESTIONS]
+    return [clear_argmax(hand_choice_scores(bare, prompt, choices)) for prompt, choices in QUESTIONS]
 
 
 def mc_items(best: list[int], right: list[bool]) -> list[PromptItem]:
@@ -168,7 +177,7 @@ def test_choice_accuracy_measures_the_model_it_is_given(bare, everything_guarded
     """Evaluated on a guarded model, the hand computation uses that model's (corrupted) scores."""
     items = [PromptItem(p, choices=tuple(c), answer_index=0) for p, c in QUESTIONS]
     obj = make_objective("choice_accuracy", items, chat=False)
-    expected = np.mean([int(np.argmax(hand_choice_scores(everything_guarded, p, c))) == 0 for p, c in QUESTIONS])
+    expected = np.mean([clear_argmax(hand_choice_scores(everything_guarded, p, c)) == 0 for p, c in QUESTIONS])
     value = obj.evaluate(everything_guarded)
     assert value == pytest.approx(expected)
     assert 0.0 <= value <= 1.0
@@ -183,7 +192,7 @@ def test_choice_accuracy_letters_matches_hand_computation(bare, tok):
     for j, (prompt, choices) in enumerate(QUESTIONS):
         text = prompt + "\n" + "\n".join(f"{letters[i]}. {c}" for i, c in enumerate(choices)) + "\nAnswer:"
         logits = bare.next_token_logits([text], chat=True)[0]
-        best = int(logits[letter_ids[: len(choices)]].argmax())
+        best = clear_argmax(logits[letter_ids[: len(choices)]])
         items.append(PromptItem(prompt, choices=tuple(choices), answer_index=best if j % 2 == 0 else (best + 1) % len(choices)))
     obj = make_objective("choice_accuracy", items, format="letters", chat=True)
     assert obj.per_item(bare).tolist() == [1.0, 0.0] * 3
@@ -199,7 +208,7 @@ def test_choice_accuracy_letters_use_the_letter_token_not_a_shared_space(bare, t
     items = []
     for j, (prompt, choices) in enumerate(QUESTIONS):
         text = prompt + "\n" + "\n".join(f"{'AB'[i]}. {c}" for i, c in enumerate(choices[:2])) + "\nAnswer:"
-        best = int(bare.next_token_logits([text], chat=False)[0][letter_ids].argmax())
+        best = clear_argmax(bare.next_token_logits([text], chat=False)[0][letter_ids])
         items.append(PromptItem(prompt, choices=tuple(choices[:2]), answer_index=best if j % 2 == 0 else 1 - best))
     obj = make_objective("choice_accuracy", items, format="letters", chat=False)
     assert obj.per_item(bare).tolist() == [1.0, 0.0] * (len(QUESTIONS) // 2) + [1.0] * (len(QUESTIONS) % 2)
