@@ -47,7 +47,6 @@ def fit(
     from ..fitting import (
         CalibrationConfig, ClassifierConfig, CorruptionConfig, FitConfig, SearchConfig, fit_guard, make_objective,
     )
-    from ..io import atomic_write_json
 
     with errors():
         config = FitConfig(  # bad settings fail before any file is read
@@ -80,12 +79,7 @@ def fit(
                 lm, tokenizer, forget_items, retain_items, config, general=None if general == "none" else general_items,
                 entities=names, objective=surrogate, progress=report_progress,
             )
-        result.guard.save(out_dir)
-        if report_path is not None:
-            atomic_write_json(report_path, result.report.to_dict())
-        fit_report(result.report)
-        verdict = "[green]met[/]" if result.report.met else "[red]NOT met (met_target: false; see the warnings)[/]"
-        out.print(f"target {verdict}; guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
+        _save(result, out_dir, report_path)
 
 
 def _fit_about(name: str, aliases: list[str], passage: Optional[Path], mmlu_dir: Optional[Path], config, model: str,
@@ -95,7 +89,6 @@ def _fit_about(name: str, aliases: list[str], passage: Optional[Path], mmlu_dir:
     from ..data.mmlu import load_mmlu
     from ..errors import ItemsError
     from ..fitting.about import AboutSpec, fit_about
-    from ..io import atomic_write_json
 
     try:
         text = passage.read_text(encoding="utf-8") if passage is not None else ""
@@ -107,12 +100,7 @@ def _fit_about(name: str, aliases: list[str], passage: Optional[Path], mmlu_dir:
     lm, tokenizer = load(model, dtype, device)
     with progress(f"fitting a guard about {name}") as report_progress:
         result = fit_about(lm, tokenizer, spec, config, mmlu=mmlu, progress=report_progress)
-    result.guard.save(out_dir)
-    if report_path is not None:
-        atomic_write_json(report_path, result.report.to_dict())
-    fit_report(result.report)
-    verdict = "[green]met[/]" if result.report.met else "[red]NOT met (met_target: false; see the warnings)[/]"
-    out.print(f"target {verdict}; guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
+    _save(result, out_dir, report_path)
 
 
 def demo(
@@ -143,3 +131,15 @@ def demo(
             before = GuardedModel(lm, tokenizer).generate(prompts, chat=True, max_new_tokens=max_new_tokens)
         before_after_table(prompts, before, after, decisions)
         out.print(f"guard written to {path}; try: eco-unlearn generate --guard {'demo' if out_dir is None else path} \"your prompt\"")
+
+
+def _save(result, out_dir: Path, report_path: Optional[Path]) -> None:
+    """Write the guard (and the report), print the report and the verdict."""
+    from ..io import atomic_write_json
+
+    result.guard.save(out_dir)
+    if report_path is not None:
+        atomic_write_json(report_path, result.report.to_dict())
+    fit_report(result.report)
+    verdict = "[green]met[/]" if result.report.met else "[red]NOT met (met_target: false; see the warnings)[/]"
+    out.print(f"target {verdict}; guard written to {out_dir}" + (f", report to {report_path}" if report_path else ""))
