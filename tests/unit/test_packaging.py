@@ -67,15 +67,16 @@ def test_base_dependencies_leave_server_and_plots_to_extras():
     assert _names(extras["serve"]) == SERVE
     assert "matplotlib" in _names(extras["bench"]) and "eco-unlearn[serve]" in extras["bench"]
     assert "gguf" in _names(extras["gguf"])
+    assert "lm-eval" in _names(extras["lmeval"]) and "datasets" in _names(extras["hub"])
     assert {"pytest", "httpx"} <= _names(extras["test"])
     (everything,) = extras["all"]
-    assert set(re.fullmatch(r"eco-unlearn\[(.+)\]", everything).group(1).split(",")) == {"serve", "bench", "gguf"}
+    assert set(re.fullmatch(r"eco-unlearn\[(.+)\]", everything).group(1).split(",")) == set(extras) - {"all", "test"}
 
 
 def test_bootstrap_installs_what_the_readme_commands_need():
-    """The demo needs gguf (the embedded model), the tests need serve, bench and test."""
+    """The demo needs gguf (the embedded model), the tests need serve, bench, lmeval and test."""
     (extras,) = re.findall(r'-e "\$root\[([a-z,]+)\]"', (ROOT / "scripts" / "bootstrap").read_text())
-    assert set(extras.split(",")) == {"gguf", "serve", "bench", "test"}
+    assert set(extras.split(",")) == {"gguf", "serve", "bench", "lmeval", "test"}
     assert set(extras.split(",")) <= set(_project()["optional-dependencies"])
 
 
