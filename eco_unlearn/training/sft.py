@@ -50,11 +50,17 @@ class FinetuneConfig:
     dtype: str = "auto"
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "max_length"):
-            integer(getattr(self, name), name, minimum=1, error=FinetuneError)
-        number(self.learning_rate, "learning_rate", low=0, low_open=True, error=FinetuneError)
-        number(self.warmup_fraction, "warmup_fraction", low=0, high=1, high_open=True, error=FinetuneError)
-        one_of(self.dtype, "dtype", ("auto", "float32", "bfloat16"), error=FinetuneError)
+        validate_loop(self)
+
+
+def validate_loop(config: Any) -> None:
+    """Check the training-loop settings a fine-tuning or unlearning config shares (``epochs``, ``batch_size``,
+    ``max_length``, ``learning_rate``, ``warmup_fraction``, ``dtype``)."""
+    for name in ("epochs", "batch_size", "max_length"):
+        integer(getattr(config, name), name, minimum=1, error=FinetuneError)
+    number(config.learning_rate, "learning_rate", low=0, low_open=True, error=FinetuneError)
+    number(config.warmup_fraction, "warmup_fraction", low=0, high=1, high_open=True, error=FinetuneError)
+    one_of(config.dtype, "dtype", ("auto", "float32", "bfloat16"), error=FinetuneError)
 
 
 @dataclass

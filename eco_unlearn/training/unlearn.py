@@ -16,10 +16,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import FinetuneError
-from ..validation import integer, number, one_of
 from .losses import sequence_nll
 from .methods import METHODS, UnlearnMethod
-from .sft import collate, encode_example, length_batches, linear_schedule, use_bfloat16
+from .sft import collate, encode_example, length_batches, linear_schedule, use_bfloat16, validate_loop
 
 __all__ = ["Step", "UnlearnConfig", "UnlearnResult", "unlearn"]
 
@@ -50,11 +49,7 @@ class UnlearnConfig:
             raise FinetuneError(
                 f"{self.method} has no hyper-parameter {', '.join(unknown)}; it takes {', '.join(method.defaults) or 'none'}"
             )
-        for name in ("epochs", "batch_size", "max_length"):
-            integer(getattr(self, name), name, minimum=1, error=FinetuneError)
-        number(self.learning_rate, "learning_rate", low=0, low_open=True, error=FinetuneError)
-        number(self.warmup_fraction, "warmup_fraction", low=0, high=1, high_open=True, error=FinetuneError)
-        one_of(self.dtype, "dtype", ("auto", "float32", "bfloat16"), error=FinetuneError)
+        validate_loop(self)
         return method, {**method.defaults, **self.params}
 
 
