@@ -3,6 +3,7 @@ the resumable cache and the guarded model reusing unflagged scores."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,17 @@ def test_accuracy_has_the_wilson_interval():
     assert acc.low == pytest.approx(0.3968, abs=1e-3) and acc.high == pytest.approx(0.8922, abs=1e-3)
 
 
+def test_independent_guess_accuracy_is_what_letter_habits_alone_score():
+    from eco_unlearn.bench.mcq.stats import independent_guess_accuracy
+
+    answers = [3, 3, 3, 3, 0, 1, 2, 3]  # "D" is the answer to 5 of 8
+    assert independent_guess_accuracy([3] * 8, answers) == pytest.approx(5 / 8)  # always "D": no knowledge
+    assert independent_guess_accuracy([0, 1, 2, 3] * 2, answers) == pytest.approx(0.25)  # balanced picks
+    assert math.isnan(independent_guess_accuracy([], []))
+    with pytest.raises(ValueError):
+        independent_guess_accuracy([0], [0, 1])
+
+
 def test_scored_and_training_questions_never_overlap():
     questions = [McqQuestion(f"q{i}?", ("a", "b"), 0, s) for s in ("x", "y", "z") for i in range(10)]
     groups = by_subject(questions, seed=3)
@@ -70,6 +82,17 @@ def test_scored_and_training_questions_never_overlap():
     pool = training_pool(groups, ["x", "y", "z"], sizes)
     assert not {question_key(q) for q in scored} & {question_key(q) for q in pool}
     assert len(pool) == 18
+
+
+def test_small_subjects_keep_half_for_training_and_the_pool_interleaves_subjects():
+    questions = [McqQuestion(f"{s}{i}?", ("a", "b"), 0, s) for s, n in (("x", 6), ("y", 20)) for i in range(n)]
+    groups = by_subject(questions)
+    setting, sizes = McqSetting("t", ("x", "y"), ()), SampleSizes(focus=8, other=2)
+    scored = scored_questions(groups, setting, sizes)
+    assert [sum(q.subject == s for q in scored) for s in "xy"] == [3, 8]  # x: half of its 6
+    pool = training_pool(groups, ["x", "y"], sizes)
+    assert [q.subject for q in pool] == list("xyxyxy") + ["y"] * 9
+    assert not {question_key(q) for q in scored} & {question_key(q) for q in pool}
 
 
 def test_scores_resume_from_the_cache_and_guarded_runs_reuse_unflagged_ones(model, tok, tmp_path):

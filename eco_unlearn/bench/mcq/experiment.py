@@ -23,6 +23,7 @@ from ...errors import DatasetError
 from ...fitting import FitConfig, fit_guard
 from ...fitting.config import SearchConfig
 from ...fitting.objectives import make_objective
+from ...io import folder_digest
 from ...models import load_model
 from ...runtime.guard import Guard
 from ...runtime.guarded import GuardedModel
@@ -78,6 +79,16 @@ def guard_items(
     return [_item(q) for q in forget], [_item(q) for q in retain]
 
 
+def _guard_folder(config: McqRunConfig) -> Path:
+    return Path(config.output) / f"guard-{config.setting.name}"
+
+
+def _guard_tag(config: McqRunConfig) -> str:
+    """The guarded scores' cache name: the setting and the guard folder's content, so a refit never reads
+    the scores of an earlier guard."""
+    return f"{config.setting.name}-{folder_digest(_guard_folder(config))}"
+
+
 def _caches(config: McqRunConfig, guard_tag: str | None = None) -> ScoreCache:
     name = "original" if guard_tag is None else f"guarded-{guard_tag}"
     return ScoreCache(Path(config.output) / "cache" / config.model.replace("/", "_") / f"{name}.jsonl")
@@ -99,7 +110,7 @@ def subject_accuracies(config: McqRunConfig, model: Any = None, tokenizer: Any =
 
 def _fit(config: McqRunConfig, model: Any, tokenizer: Any, groups: dict[str, list[McqQuestion]],
          dev: list[McqQuestion], progress: Progress | None) -> tuple[Guard, dict[str, Any]]:
-    folder = Path(config.output) / f"guard-{config.setting.name}"
+    folder = _guard_folder(config)
     if (folder / "guard.json").is_file():
         guard = Guard.load(folder)
         return guard, guard.metadata.get("fit_report", {})
@@ -134,7 +145,7 @@ def run_mcq(config: McqRunConfig, progress: Progress | None = None) -> McqReport
     strength = guard.targets[0].corruption.strength
     guarded_model = GuardedModel(model, tokenizer, guard)
     guarded = score_questions(guarded_model, questions, methods=config.methods,
-                              cache=_caches(config, f"{config.setting.name}-{strength:.6g}"), reuse=original_cache,
+                              cache=_caches(config, _guard_tag(config)), reuse=original_cache,
                               batch_size=config.batch_size, progress=progress)
     return build_report(
         config, questions, original, guarded, fit_report, strength=strength,
@@ -147,11 +158,10 @@ def saved_scores(config: McqRunConfig) -> tuple[list[McqQuestion], dict, dict, P
     scores (``{question_key: QuestionScore}``) and the guard folder."""
     groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
     questions = scored_questions(groups, config.setting, config.sizes)
-    folder = Path(config.output) / f"guard-{config.setting.name}"
+    folder = _guard_folder(config)
     if not (folder / "guard.json").is_file():
         raise DatasetError(f"no guard at {folder}; run `eco-unlearn mcq run` for this setting first")
-    strength = Guard.load(folder).targets[0].corruption.strength
-    caches = _caches(config), _caches(config, f"{config.setting.name}-{strength:.6g}")
+    caches = _caches(config), _caches(config, _guard_tag(config))
     scores = [{question_key(q): c.get(question_key(q), "letters") for q in questions} for c in caches]
     if any(s is None for per in scores for s in per.values()):
         raise DatasetError("some scored questions have no cached letters score; finish `eco-unlearn mcq run` first")

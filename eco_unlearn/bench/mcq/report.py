@@ -10,7 +10,7 @@ from ..environment import environment
 from ..saving import SavedReport, png_figure
 from ...data.mmlu import McqQuestion
 from .scoring import QuestionScore, question_key
-from .stats import Accuracy, FlagRates, accuracy
+from .stats import Accuracy, FlagRates, accuracy, independent_guess_accuracy
 
 if TYPE_CHECKING:
     from .experiment import McqRunConfig
@@ -34,6 +34,8 @@ class GroupResult:
     guarded: Accuracy
     flagged: FlagRates
     chance: float
+    original_independent: float = float("nan")  # accuracy if the bare model's picks ignored the questions
+    guarded_independent: float = float("nan")
 
     def floor_met(self) -> bool:
         if self.group == "forget":
@@ -80,9 +82,12 @@ def build_report(config: "McqRunConfig", questions: list[McqQuestion], original:
                 continue
             flagged = sum(guarded[method][question_key(q)].flagged for q in members)
             chance = sum(1 / len(q.choices) for q in members) / len(members)
+            answers = [q.answer for q in members]
+            independent = [independent_guess_accuracy([s[question_key(q)].prediction for q in members], answers)
+                           for s in (original[method], guarded[method])]
             groups.append(GroupResult(group, method, accuracy(_correct(members, original[method])),
                                       accuracy(_correct(members, guarded[method])),
-                                      FlagRates(flagged, len(members), group == "forget"), chance))
+                                      FlagRates(flagged, len(members), group == "forget"), chance, *independent))
     subjects: dict[str, dict[str, Any]] = {}
     for q in questions:
         subjects.setdefault(q.subject, {"role": setting.role(q.subject)})
@@ -96,14 +101,15 @@ def build_report(config: "McqRunConfig", questions: list[McqQuestion], original:
 
 
 def markdown_table(report: McqReport) -> str:
-    """The group table in Markdown: accuracy (95% Wilson interval) bare and guarded, flag rate, floor."""
-    lines = ["| method | group | n | original acc % | guarded acc % | change (pts) | flagged % | floor |",
-             "|---|---|---:|---|---|---:|---:|---|"]
+    """The group table in Markdown: accuracy (95% Wilson interval) bare and guarded, each beside the
+    accuracy its answer-letter habits alone would give (``indep.``), flag rate, floor."""
+    lines = ["| method | group | n | original acc % | indep. % | guarded acc % | indep. % | change (pts) | flagged % | floor |",
+             "|---|---|---:|---|---:|---|---:|---:|---:|---|"]
     for g in report.groups:
         change = 100 * (g.guarded.value - g.original.value)
         floor = "met" if g.floor_met() else "missed"
-        lines.append(f"| {g.method} | {g.group} | {g.original.n} | {g.original.points()} | {g.guarded.points()} | "
-                     f"{change:+.1f} | {100 * g.flagged.rate:.1f} | {floor} |")
+        lines.append(f"| {g.method} | {g.group} | {g.original.n} | {g.original.points()} | {100 * g.original_independent:.1f} | "
+                     f"{g.guarded.points()} | {100 * g.guarded_independent:.1f} | {change:+.1f} | {100 * g.flagged.rate:.1f} | {floor} |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,18 +150,23 @@ def subject_table(questions: list[McqQuestion], scores: Scores, path: Any = None
 
     from ...io import atomic_write_json, atomic_write_text
 
-    rows = {}
+    rows, independent = {}, {}
     for subject in sorted({q.subject for q in questions}):
         members = [q for q in questions if q.subject == subject]
         rows[subject] = {m: accuracy(_correct(members, s)) for m, s in scores.items()}
+        independent[subject] = {m: independent_guess_accuracy([s[question_key(q)].prediction for q in members],
+                                                               [q.answer for q in members]) for m, s in scores.items()}
     first = next(iter(scores))
     methods = list(scores)
-    lines = ["| subject | n | " + " | ".join(f"{m} acc % [95% CI]" for m in methods) + " |",
-             "|---|---:|" + "---|" * len(methods)]
+    lines = ["| subject | n | " + " | ".join(f"{m} acc % [95% CI] | {m} indep. %" for m in methods) + " |",
+             "|---|---:|" + "---|---:|" * len(methods)]
     for subject, acc in sorted(rows.items(), key=lambda kv: -kv[1][first].value):
-        lines.append(f"| {subject} | {acc[first].n} | " + " | ".join(acc[m].points() for m in methods) + " |")
+        lines.append(f"| {subject} | {acc[first].n} | "
+                     + " | ".join(f"{acc[m].points()} | {100 * independent[subject][m]:.1f}" for m in methods) + " |")
     table = "\n".join(lines) + "\n"
     if path is not None:
         atomic_write_text(path, table)
-        atomic_write_json(Path(path).with_suffix(".json"), {s: {m: asdict(a) for m, a in acc.items()} for s, acc in rows.items()})
+        atomic_write_json(Path(path).with_suffix(".json"), {
+            s: {m: {**asdict(a), "independent_guess_accuracy": independent[s][m]} for m, a in acc.items()}
+            for s, acc in rows.items()})
     return table

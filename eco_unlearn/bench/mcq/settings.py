@@ -1,14 +1,15 @@
 """The forget settings of the MMLU-subset experiment (ECO paper, section 5) and how questions are split.
 
 Each subject's test questions are shuffled once (seeded by the subject's name and the seed); the first
-``focus`` of a forget or related subject and the first ``other`` of any other subject are scored, and
-only questions after the first ``focus`` ever train the classifier, so no scored question is seen in
-training in any setting.
+``focus`` of a forget or related subject (at most half of its questions, so every subject keeps half for
+training) and the first ``other`` of any other subject are scored, and only questions past that boundary
+ever train the classifier, so no scored question is seen in training in any setting.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -19,7 +20,7 @@ from ...errors import DatasetError
 from ...registry import Registry
 from ...validation import integer
 
-__all__ = ["SETTINGS", "McqSetting", "SampleSizes", "by_subject", "scored_questions", "training_pool"]
+__all__ = ["SETTINGS", "McqSetting", "SampleSizes", "boundary", "by_subject", "scored_questions", "training_pool"]
 
 
 @dataclass(frozen=True)
@@ -78,18 +79,27 @@ def by_subject(questions: Sequence[McqQuestion], seed: int = 0) -> dict[str, lis
     return dict(sorted(groups.items()))
 
 
+def boundary(n_questions: int, sizes: SampleSizes) -> int | None:
+    """How many of a subject's questions any setting may score: ``focus``, at most half of them (None: all)."""
+    return None if sizes.focus is None else min(sizes.focus, n_questions // 2)
+
+
 def scored_questions(groups: dict[str, list[McqQuestion]], setting: McqSetting | None, sizes: SampleSizes) -> list[McqQuestion]:
     """The questions scored in ``setting`` (None: every subject at the ``other`` size)."""
     out = []
     for subject, items in groups.items():
-        focus = setting is not None and setting.role(subject) != "other"
-        n = sizes.focus if focus else sizes.other
+        limit = boundary(len(items), sizes)
+        n = limit if setting is not None and setting.role(subject) != "other" else sizes.other
+        if n is not None and limit is not None:
+            n = min(n, limit)
         out.extend(items if n is None else items[:n])
     return out
 
 
 def training_pool(groups: dict[str, list[McqQuestion]], subjects: Sequence[str], sizes: SampleSizes) -> list[McqQuestion]:
-    """Questions of ``subjects`` that no setting scores (those after the first ``focus``)."""
+    """Questions of ``subjects`` that no setting scores (those past the boundary), subjects interleaved
+    round-robin so that any prefix (a split, the strength search's items) draws on every subject alike."""
     if sizes.focus is None:
         return []
-    return [q for s in subjects for q in groups.get(s, [])[sizes.focus :]]
+    pools = [groups.get(s, [])[boundary(len(groups.get(s, [])), sizes) :] for s in subjects]
+    return [q for row in itertools.zip_longest(*pools) for q in row if q is not None]

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from scipy.stats import binomtest
 
-__all__ = ["Accuracy", "FlagRates", "accuracy"]
+__all__ = ["Accuracy", "FlagRates", "accuracy", "independent_guess_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,20 @@ def accuracy(correct: Sequence[bool], confidence: float = 0.95) -> Accuracy:
         return Accuracy(0, 0, nan, nan, nan, confidence)
     interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     return Accuracy(k, n, k / n, float(interval.low), float(interval.high), confidence)
+
+
+def independent_guess_accuracy(predictions: Sequence[int], answers: Sequence[int]) -> float:
+    """The accuracy a model with the same answer-letter habits would get if its picks ignored the question:
+    sum over letters of (share of predictions) x (share of answers). A model that answers "D" to everything
+    scores the share of "D" answers, not chance; accuracy near this value means no knowledge shows, whatever
+    its distance from 1/k. NaN for no questions."""
+    if len(predictions) != len(answers):
+        raise ValueError("one prediction per answer")
+    if not predictions:
+        return float("nan")
+    n = len(predictions)
+    letters = set(predictions) | set(answers)
+    return float(sum((list(predictions).count(x) / n) * (list(answers).count(x) / n) for x in letters))
 
 
 @dataclass(frozen=True)
