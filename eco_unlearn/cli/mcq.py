@@ -92,6 +92,7 @@ def lm_eval_check(
     focus: Optional[int] = FOCUS,
     other: Optional[int] = OTHER,
     timing_questions: int = typer.Option(16, "--timing-questions", min=1, help="Unflagged questions timed under hf and eco."),
+    repeats: int = typer.Option(3, "--timing-repeats", min=0, help="hf/eco pairs timed side by side (0: keep the earlier timing)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     out_dir: Optional[Path] = OUT,
 ) -> None:
@@ -103,7 +104,9 @@ def lm_eval_check(
     with errors():
         config = McqRunConfig(SETTINGS.get(setting), model=model, data_dir=data_dir, output=out_dir or opt.results_path("mcq"),
                               sizes=SampleSizes(focus=focus, other=other), methods=("letters",), batch_size=batch_size)
-        result = run_lm_eval_check(config, timing_questions=timing_questions)
+        result = run_lm_eval_check(config, timing_questions=timing_questions, repeats=repeats)
         for row in result["rows"]:
             out.print(row, highlight=False)
-        out.print(f"agreement {result['agreement']}; eco/hf wall time {result['timing_nothing_flagged']['ratio']:.3f}")
+        timing = result["timing_nothing_flagged"]
+        out.print(f"agreement {result['agreement']}; eco/hf wall time "
+                  + (f"{timing['ratio']:.3f} (median of {timing.get('repeats', len(timing['seconds']['hf']))} pairs)" if timing else "not measured"))

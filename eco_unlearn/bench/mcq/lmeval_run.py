@@ -109,21 +109,29 @@ def compare_with_lm_eval(
 
 
 def time_hf_and_eco(model: str, questions: Sequence[McqQuestion], guard: str, folder: str | Path,
-                    repeats: int = 2, batch_size: int = 8) -> dict[str, Any]:
-    """Wall time of ``hf`` and ``eco`` on the same local task, alternated ``repeats`` times (so load from
-    other processes hits both alike); the ratio of the sums is the overhead."""
+                    repeats: int = 3, batch_size: int = 8) -> dict[str, Any]:
+    """Wall time of ``hf`` and ``eco`` (model loading included) on the same local task, side by side:
+    ``repeats`` pairs, the order swapped every pair so drift and load from other processes hit both alike.
+    The overhead is the median of the per-pair ratios (``ratio``), with the ratio of the sums beside it."""
+    import statistics
+
     times: dict[str, list[float]] = {"hf": [], "eco": []}
-    for _ in range(repeats):
-        times["hf"].append(lm_eval_predictions(model, questions, Path(folder) / "timing", batch_size=batch_size)[1])
-        times["eco"].append(lm_eval_predictions(model, questions, Path(folder) / "timing", guard=guard,
-                                                batch_size=batch_size)[1])
-    return {"questions": len(questions), "seconds": times, "ratio": sum(times["eco"]) / sum(times["hf"])}
+    for r in range(repeats):
+        for name in (("hf", "eco") if r % 2 == 0 else ("eco", "hf")):
+            times[name].append(lm_eval_predictions(model, questions, Path(folder) / "timing",
+                                                   guard=guard if name == "eco" else None, batch_size=batch_size)[1])
+    pairs = [e / h for e, h in zip(times["eco"], times["hf"])]
+    return {"questions": len(questions), "repeats": repeats, "seconds": times, "pair_ratios": pairs,
+            "ratio": statistics.median(pairs), "ratio_of_sums": sum(times["eco"]) / sum(times["hf"])}
 
 
-def run_lm_eval_check(config: Any, timing_questions: int = 16, repeats: int = 2) -> dict[str, Any]:
+def run_lm_eval_check(config: Any, timing_questions: int = 16, repeats: int = 3) -> dict[str, Any]:
     """After ``run_mcq``: the comparison through lm-eval on the setting's scored forget and related questions,
-    and the side-by-side timing on ``timing_questions`` other-subject questions the guard leaves unflagged.
-    Written to ``<output>/<setting>-lm-eval.json``."""
+    and (``repeats`` > 0) the side-by-side timing on ``timing_questions`` other-subject questions the guard
+    leaves unflagged. Written to ``<output>/<setting>-lm-eval.json`` (timing kept from an earlier run when
+    ``repeats`` is 0)."""
+    import json
+
     from ...io import atomic_write_json
     from .experiment import saved_scores
 
@@ -132,9 +140,13 @@ def run_lm_eval_check(config: Any, timing_questions: int = 16, repeats: int = 2)
     folder = Path(config.output) / f"lm-eval-{config.setting.name}"
     comparison = compare_with_lm_eval(config.setting, config.model, focus, original, guarded, str(guard_dir),
                                       folder, batch_size=config.batch_size)
-    unflagged = [q for q in questions if config.setting.role(q.subject) == "other"
-                 and not guarded[question_key(q)].flagged][:timing_questions]
-    timing = time_hf_and_eco(config.model, unflagged, str(guard_dir), folder, repeats, config.batch_size)
+    path = Path(config.output) / f"{config.setting.name}-lm-eval.json"
+    earlier = json.loads(path.read_text()).get("timing_nothing_flagged") if path.is_file() else None
+    timing = earlier
+    if repeats > 0:
+        unflagged = [q for q in questions if config.setting.role(q.subject) == "other"
+                     and not guarded[question_key(q)].flagged][:timing_questions]
+        timing = time_hf_and_eco(config.model, unflagged, str(guard_dir), folder, repeats, config.batch_size)
     result = {**comparison.to_dict(), "timing_nothing_flagged": timing}
-    atomic_write_json(Path(config.output) / f"{config.setting.name}-lm-eval.json", result)
+    atomic_write_json(path, result)
     return result
