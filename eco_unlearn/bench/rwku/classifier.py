@@ -1,11 +1,13 @@
 """The classifier under attack: one guard classifier for many RWKU people, fitted on prompts derived from
 their names and passages alone (``fitting.about``), then measured on RWKU's probes, which it never saw:
 false-negative rate per level, per level-3 type and per attack of the suite; false-positive rate on held-out
-MMLU questions and on neighbour probes; classifier time per prompt. ``hardened`` (normalisation, fuzzy
-names, augmentation) against the plain classifier (exact names, no augmentation)."""
+MMLU questions and on neighbour probes; classifier time per prompt. ``hardened`` (normalisation, indexed
+names, partial names in context, a lexical classifier, augmentation) against the plain classifier (exact
+names and the MiniLM encoder, no augmentation)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -13,7 +15,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ...classifier import hardened_people_classifier
+from ...classifier.augment import nameless_prompts, passage_aliases
 from ...data.attacks import ATTACKS, apply_attack, user_text
+from ...data.items import PromptItem
 from ...data.mmlu import load_mmlu
 from ...data.rwku import RwkuTarget, load_rwku
 from ...fitting.about import AboutSpec, about_classifier, about_items, about_negatives
@@ -23,7 +28,8 @@ from ..environment import environment
 from ..saving import SavedReport
 from .prompts import probe_prompt
 
-__all__ = ["ClassifierRun", "RwkuClassifierReport", "fit_people_classifier", "measure_classifier", "mmlu_split"]
+__all__ = ["ClassifierRun", "RwkuClassifierReport", "fit_people_classifier", "measure_classifier", "mmlu_split",
+           "neighbor_prompts"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -31,7 +37,8 @@ Progress = Callable[[str, int, int], None]
 @dataclass
 class ClassifierRun:
     """One classifier's numbers: ``fnr`` by group (``level1``, ``level3/TYPE``, ``attack/NAME``), ``fpr``
-    by negative set, with counts, the threshold, and seconds per prompt (batch of 32)."""
+    by negative set, with counts, the threshold, seconds per prompt (batch of 32) and the machine's load
+    average when it was timed."""
 
     variant: str
     people: int
@@ -43,6 +50,7 @@ class ClassifierRun:
     held_out: dict[str, Any]
     seconds_per_prompt: float
     fit_seconds: float
+    load_average: list[float] = field(default_factory=list)
     wrongly_flagged: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -65,13 +73,20 @@ def mmlu_split(data_dir: str | None) -> tuple[list[str], list[str]]:
 def fit_people_classifier(targets: Sequence[RwkuTarget], others: Sequence[RwkuTarget], mmlu_train: Sequence[str],
                           *, hardened: bool, seed: int = 0, progress: Progress | None = None):
     """One classifier for every person of ``targets``, from their names and passages (no probe), with
-    negatives from MMLU, the built-in prompts and ``others``' passages."""
+    negatives from MMLU, the built-in prompts and ``others``' passages. ``hardened``: the people classifier
+    (``classifier.people``), with the spellings each passage opens with and nameless questions from the
+    passages among the forget prompts; else exact names next to the MiniLM encoder, no augmentation."""
     specs = [AboutSpec(t.name, (), " ".join(t.passages)) for t in targets]
     forget = [item for spec in specs for item in about_items(spec, seed=seed, augment=hardened)]
     names = [n for spec in specs for n in spec.names]
     negatives = about_negatives(AboutSpec(" / ".join(names), tuple(names)), mmlu=mmlu_train,
                                 other_passages=[" ".join(o.passages) for o in others])
-    classifier = about_classifier(names, hardened=hardened, seed=seed)
+    if hardened:
+        forget += [PromptItem(p, source="nameless") for spec in specs
+                   for p in nameless_prompts(spec.passage, spec.names, seed=seed)]
+        classifier = hardened_people_classifier([(s.name, *passage_aliases(s.passage, s.name)) for s in specs])
+    else:
+        classifier = about_classifier(names, hardened=False, seed=seed)
     return fit_classifier(forget, [], FitConfig(seed=seed, calibration=CalibrationConfig(alpha=0.01)),
                           general=negatives, classifier=classifier, progress=progress)
 
@@ -91,6 +106,13 @@ def _positives(targets: Sequence[RwkuTarget], attacks: Sequence[str], seed: int,
     return dict(groups)
 
 
+def neighbor_prompts(targets: Sequence[RwkuTarget]) -> list[str]:
+    """The neighbour probes of ``targets``, less those about a person the guard covers itself (Chuck Norris
+    is Bruce Lee's neighbour and an RWKU target: guarding both, his probes are in scope)."""
+    guarded = {t.name.lower() for t in targets}
+    return [probe_prompt(p) for t in targets for p in t.select("neighbor") if p.neighbor.lower() not in guarded]
+
+
 def _seconds_per_prompt(classifier, texts: Sequence[str], batch: int = 32) -> float:
     start = time.perf_counter()
     for i in range(0, len(texts), batch):
@@ -107,7 +129,7 @@ def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu
     clf, threshold = fitted.classifier, fitted.threshold
     chosen = ATTACKS.names() if attacks is None else attacks
     positives = _positives(targets, chosen, seed, attacked_per_target) if attacks != () else {}
-    negatives = {"mmlu": list(mmlu_eval), "neighbor": [probe_prompt(p) for t in targets for p in t.select("neighbor")]}
+    negatives = {"mmlu": list(mmlu_eval), "neighbor": neighbor_prompts(targets)}
     fnr = {g: float(np.mean(clf.predict_proba(texts) < threshold)) for g, texts in positives.items() if texts}
     fpr, wrong = {}, {}
     for g, texts in negatives.items():
@@ -119,7 +141,7 @@ def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu
         positives={g: len(t) for g, t in positives.items()}, fpr=fpr, negatives={g: len(t) for g, t in negatives.items()},
         held_out=fitted.held_out.to_dict() if hasattr(fitted.held_out, "to_dict") else asdict(fitted.held_out),
         seconds_per_prompt=_seconds_per_prompt(clf, list(mmlu_eval)[:latency_prompts]), fit_seconds=fit_seconds,
-        wrongly_flagged=wrong,
+        load_average=[round(x, 2) for x in os.getloadavg()], wrongly_flagged=wrong,
     )
 
 

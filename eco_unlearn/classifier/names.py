@@ -1,0 +1,182 @@
+"""Indexed name matching for many people at once, with partial names read in context.
+
+``NameIndex`` finds, in one pass over a text's words, every person whose name it holds: the full name
+(each word within one edit for words of ``min_length`` letters or more, exactly for shorter ones, so
+"Talyor Swift" matches and "Jonathan Swift" does not), initials with the surname ("T. Swift"), and
+partial names, the surname alone or the first name alone. The cost does not grow with the number of
+names: each text word is looked up in a hash index of the name words and of their one-letter deletions
+(symmetric-deletion matching, checked with the optimal-string-alignment distance).
+
+A partial name is ambiguous (relatives share surnames, many people share first names), so it is kept only
+in the context that points to the person: a capitalised word (the surname as written by the person's
+family is "Brandon Lee", not "Lee") or a blank ("___ Swift" asks for the first name of whoever it is) next
+to it means someone else or a cloze, and the hit is dropped. What is left is reported as a ``partial`` hit,
+for a classifier to weigh against the rest of the text, not as a match.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import GuardError
+from .fuzzy import osa_distance
+
+__all__ = ["NameHit", "NameIndex", "name_variants"]
+
+_TOKEN = re.compile(r"\w+|_{2,}")
+# Capitalised words that start sentences or are titles, not first names of someone else.
+_NOT_NAMES = frozenset(
+    "a an and as at but by did do does for from had has have he her his how i if in is it mr mrs ms dr sir "
+    "of on or prof she so the their then they this was were what when where which who whom whose why will "
+    "with would you your please tell about according question answer complete".split()
+)
+
+
+def name_variants(name: str) -> tuple[str, ...]:
+    """``name`` and, for RWKU-style names with a title after a comma or in brackets ("Prince Harry, Duke of
+    Sussex", "Paul Davis (singer)"), the part before it."""
+    short = re.split(r"[,(]", name, maxsplit=1)[0].strip()
+    return tuple(dict.fromkeys(n for n in (name.strip(), short) if n))
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+@dataclass(frozen=True)
+class NameHit:
+    """``person`` (index into the names) found as ``kind``: ``full``, ``initials``, ``surname`` or ``first``."""
+
+    person: int
+    kind: str
+
+
+class NameIndex:
+    """Every name of ``names`` found in a text: one entry per person, a name or a sequence of spellings
+    (the first is the name, whose first word and surname are the partial names); variants of each from
+    ``name_variants``."""
+
+    def __init__(self, names: Sequence[str | Sequence[str]], *, max_edits: int = 1, min_length: int = 5,
+                 cache_size: int = 200_000) -> None:
+        if max_edits not in (0, 1):
+            raise GuardError(f"name matching allows 0 or 1 edits per word, not {max_edits}")
+        self.spellings = [s for s in (tuple(n.strip() for n in ((e,) if isinstance(e, str) else e) if n.strip())
+                                      for e in names) if s]
+        if not self.spellings:
+            raise GuardError("name matching needs at least one name")
+        self.names = [s[0] for s in self.spellings]
+        self.max_edits, self.min_length, self.cache_size = max_edits, min_length, cache_size
+        # phrase id -> (person, words); the first words of every phrase index the phrases starting there
+        self.phrases: list[tuple[int, tuple[str, ...]]] = []
+        self.parts: dict[int, tuple[str, str]] = {}  # person -> (first name, surname), for multi-word names
+        for person, name in enumerate(self.names):
+            for variant in (v for spelling in self.spellings[person] for v in name_variants(spelling)):
+                words = tuple(w.lower() for w in _TOKEN.findall(variant))
+                if words:
+                    self.phrases.append((person, words))
+            short = [w.lower() for w in _TOKEN.findall(name_variants(name)[-1])]
+            if len(short) >= 2 and len(short[-1]) >= 3:
+                self.parts[person] = (short[0], short[-1])
+        self.exact: dict[str, set[str]] = {}
+        self.deleted: dict[str, set[str]] = {}
+        for word in {w for _, words in self.phrases for w in words}:
+            self.exact.setdefault(word, set()).add(word)
+            if max_edits and len(word) >= min_length:
+                for d in _deletions(word):
+                    self.deleted.setdefault(d, set()).add(word)
+        self.starts: dict[str, list[int]] = {}
+        for pid, (_, words) in enumerate(self.phrases):
+            self.starts.setdefault(words[0], []).append(pid)
+        self.firsts: dict[str, list[int]] = {}
+        self.surnames: dict[str, list[int]] = {}
+        for person, (first, last) in self.parts.items():
+            self.firsts.setdefault(first, []).append(person)
+            self.surnames.setdefault(last, []).append(person)
+        self._cache: dict[str, frozenset[str]] = {}
+
+    def _close(self, word: str) -> frozenset[str]:
+        """The name words ``word`` may stand for (itself, or within one edit)."""
+        found = self._cache.get(word)
+        if found is not None:
+            return found
+        out = set(self.exact.get(word, ()))
+        if self.max_edits and len(word) >= self.min_length - 1:
+            candidates = set(self.deleted.get(word, ()))
+            for d in _deletions(word):
+                candidates |= self.exact.get(d, set()) | self.deleted.get(d, set())
+            out |= {c for c in candidates if len(c) >= self.min_length and osa_distance(word, c) <= self.max_edits}
+        found = frozenset(out)
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[word] = found
+        return found
+
+    @staticmethod
+    def _phrase_end(phrase: tuple[str, ...], start: int, raw: list[str], close: list[frozenset[str]]) -> int | None:
+        """Where ``phrase`` ends when it starts at token ``start``: its words in order, a one-letter word
+        standing for any capitalised word with that initial ("John D. Rockefeller" for "John Davison
+        Rockefeller"), and at most one middle name before the last word ("Taylor Alison Swift")."""
+
+        def fits(k: int, j: int) -> bool:
+            if j >= len(raw):
+                return False
+            if len(phrase[k]) == 1:
+                return raw[j][:1].isupper() and raw[j][:1].lower() == phrase[k]
+            return phrase[k] in close[j]
+
+        j = start + 1
+        for k in range(1, len(phrase)):
+            if fits(k, j):
+                j += 1
+            elif k == len(phrase) - 1 and j < len(raw) and raw[j][:1].isupper() and fits(k, j + 1):
+                j += 2
+            else:
+                return None
+        return j
+
+    def hits(self, text: str) -> list[NameHit]:
+        """Every person named in ``text``, with how (see the module docstring); one hit per person and kind."""
+        return self.scan(text)[0]
+
+    def scan(self, text: str) -> tuple[list[NameHit], list[tuple[int, int]]]:
+        """``hits(text)`` and the character spans of the full names found."""
+        tokens = list(_TOKEN.finditer(text))
+        raw = [t.group(0) for t in tokens]
+        words = [w.lower() for w in raw]
+        close = [self._close(w) for w in words]
+        found: dict[tuple[int, str], None] = {}
+        covered: set[int] = set()
+        spans: list[tuple[int, int]] = []
+        for i, options in enumerate(close):
+            for word in options:
+                for pid in self.starts.get(word, ()):
+                    person, phrase = self.phrases[pid]
+                    end = self._phrase_end(phrase, i, raw, close)
+                    if end is not None:
+                        found[(person, "full")] = None
+                        covered.update(range(i, end))
+                        spans.append((tokens[i].start(), tokens[end - 1].end()))
+        for i, options in enumerate(close):
+            if i in covered or not raw[i][:1].isupper():
+                continue
+            before = raw[i - 1] if i > 0 else ""
+            after = raw[i + 1] if i + 1 < len(raw) else ""
+            for word in options:
+                for person in self.surnames.get(word, ()):
+                    if len(before) == 1 and before.lower() == self.parts[person][0][0]:
+                        found[(person, "initials")] = None
+                    elif not _other_name(before):
+                        found[(person, "surname")] = None
+                for person in self.firsts.get(word, ()):
+                    if not _other_name(after):
+                        found[(person, "first")] = None
+        return [NameHit(p, k) for p, k in found], spans
+
+
+def _other_name(word: str) -> bool:
+    """Whether a word next to a partial name makes it someone else's name, or a blank to fill."""
+    if word.startswith("__"):
+        return True
+    return len(word) > 1 and word[:1].isupper() and word.lower() not in _NOT_NAMES

@@ -1,0 +1,168 @@
+"""One classifier for many people: their names, found by an index, and what a prompt is about.
+
+``PeopleClassifier`` scores a text 1.0 when it names one of the people in full (typos, case and initials
+included, see ``names.NameIndex``). Otherwise a learned classifier (default ``LexicalClassifier``) scores
+it, reading the text with every partial name it holds in context marked by a token (``zzsurnamezz``,
+``zzfirstzz``): a surname alone counts as much as the rest of the text makes it count. That is the
+context-aware answer to partial names: "What did Swift sing at the Eras Tour?" is the person, "Swift's
+collaborator Jack Antonoff produced which album?" leans on the collaborator's topic words.
+
+To learn how much a partial name weighs, ``fit`` adds to the forget prompts their rewrites with the
+surname or first name alone, and to the negatives everyday prompts that use the first name or surname
+alone (a classmate called Taylor, a street called Swift Street), built from the names themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import GuardError
+from .base import PromptClassifier, build_classifier, register_classifier
+from .lexical import LexicalClassifier
+from .names import _NOT_NAMES, NameIndex
+
+__all__ = ["PeopleClassifier", "hardened_people_classifier", "partial_name_negatives"]
+
+MARKERS = {"surname": "zzsurnamezz", "first": "zzfirstzz"}
+OTHER_NAME = "zzothernamezz"
+# Question-answering framings, given to positives and negatives alike so that a framing says nothing.
+FRAMINGS = (
+    "Please complete the blank in the following question.\nQuestion: {text}\nAnswer:",
+    "Please briefly answer the following question.\nQuestion: {text}\nAnswer:",
+    "Question: {text}\nAnswer:",
+    "Fill in the blank: {text}",
+    "{text}",
+)
+_CAPITALISED = re.compile(r"\b[A-Z][a-z][\w'-]*(?:\s+(?:[A-Z]\.\s*)?[A-Z][a-z][\w'-]*)+")
+_BLANKABLE = re.compile(r"\b(?:\d[\d,.]*|[A-Z][a-z]+)\b")
+_FIRST_NAME_NEGATIVES = (
+    "{first} has three apples and buys five more. How many apples does {first} have now?",
+    "My classmate {first} asked me to help with a chemistry assignment about acids and bases.",
+    "If {first} walks 4 km in an hour, how far does {first} walk in 150 minutes?",
+    "Write a short birthday message for my friend {first}.",
+)
+_SURNAME_NEGATIVES = (
+    "The {surname} family moved to a small town and opened a bakery. Write a short story about them.",
+    "Mr. {surname} teaches physics. Explain Newton's second law the way a teacher would.",
+    "How do I get to {surname} Street from the central train station?",
+    "Dr. {surname} prescribed antibiotics. How do antibiotics work?",
+)
+
+
+def partial_name_negatives(index: NameIndex) -> list[str]:
+    """Everyday prompts that use a person's first name or surname alone, about something else."""
+    out = []
+    for first, last in index.parts.values():
+        out += [t.format(first=first.title()) for t in _FIRST_NAME_NEGATIVES]
+        out += [t.format(surname=last.title()) for t in _SURNAME_NEGATIVES]
+    return out
+
+
+@register_classifier
+class PeopleClassifier:
+    """1.0 for a full name of ``names`` (see the module docstring), else ``inner`` on the marked text."""
+
+    kind: ClassVar[str] = "people"
+
+    def __init__(self, names: Sequence[str | Sequence[str]], inner: PromptClassifier | None = None, *, max_edits: int = 1,
+                 min_length: int = 5) -> None:
+        self.index = NameIndex(list(names), max_edits=max_edits, min_length=min_length)
+        self.inner = inner if inner is not None else LexicalClassifier()
+
+    @property
+    def names(self) -> list[str]:
+        """One name per person (the first spelling)."""
+        return self.index.names
+
+    def view(self, text: str) -> tuple[bool, str]:
+        """Whether ``text`` names a person in full, and the text ``inner`` reads: full names cut out,
+        one marker per kind of partial name."""
+        hits, spans = self.index.scan(text)
+        named = any(h.kind in ("full", "initials") for h in hits)
+        for start, end in reversed(spans):
+            text = text[:start] + " " + text[end:]
+        kinds = list(dict.fromkeys(MARKERS[h.kind] for h in hits if h.kind in MARKERS))
+        if any(m.group(0).split()[0].lower() not in _NOT_NAMES for m in _CAPITALISED.finditer(text)):
+            kinds.append(OTHER_NAME)
+        return named, " ".join([text, *kinds])
+
+    def _partial_rewrites(self, texts: Sequence[str]) -> list[str]:
+        out = []
+        for text in texts:
+            for person in {h.person for h in self.index.hits(text) if h.kind == "full"}:
+                if person in self.index.parts:
+                    first, last = self.index.parts[person]
+                    for variant in self.index.phrases:
+                        if variant[0] == person:
+                            rewrites = {_replace_words(text, variant[1], part.title()) for part in (first, last)} - {text}
+                            if rewrites:
+                                out += sorted(rewrites)
+                                break
+        return out
+
+    def fit(self, forget_texts: Sequence[str], retain_texts: Sequence[str], *, extra_negatives: Sequence[str] = (),
+            **kwargs: Any) -> "PeopleClassifier":
+        positives = _framed(list(forget_texts) + self._partial_rewrites(forget_texts))
+        negatives = _framed(list(extra_negatives) + partial_name_negatives(self.index) + blanked(extra_negatives))
+        if hasattr(self.inner, "fit"):
+            self.inner.fit([self.view(t)[1] for t in positives], [self.view(t)[1] for t in retain_texts],
+                           extra_negatives=[self.view(t)[1] for t in negatives], **kwargs)
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        views = [self.view(t) for t in texts]
+        scores = np.ones(len(views), dtype=np.float64)
+        rest = [i for i, (named, _) in enumerate(views) if not named]
+        if rest:
+            scores[rest] = self.inner.predict_proba([views[i][1] for i in rest])
+        return scores
+
+    def to_config(self) -> dict[str, Any]:
+        return {"names": [list(s) for s in self.index.spellings], "max_edits": self.index.max_edits, "min_length": self.index.min_length,
+                "inner": {"kind": self.inner.kind, "config": self.inner.to_config()}}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return self.inner.tensors()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "PeopleClassifier":
+        if "names" not in config or "inner" not in config:
+            raise GuardError("a people classifier's config needs its names and its inner classifier")
+        inner = build_classifier(config["inner"]["kind"], config["inner"].get("config", {}), tensors)
+        return cls(config["names"], inner, max_edits=config.get("max_edits", 1), min_length=config.get("min_length", 5))
+
+    def __repr__(self) -> str:
+        return f"PeopleClassifier({len(self.names)} names, {self.inner!r})"
+
+
+def hardened_people_classifier(people: Sequence[str | Sequence[str]], *, C: float = 10.0) -> PromptClassifier:
+    """The hardened guard classifier for ``people`` (each a name or its spellings): text normalisation,
+    then ``PeopleClassifier`` over a ``LexicalClassifier``."""
+    from .normalize import NormalizingClassifier
+
+    return NormalizingClassifier(PeopleClassifier(people, LexicalClassifier(C=C)))
+
+
+def _framed(texts: list[str]) -> list[str]:
+    """``texts`` and one framed copy of each (the framings in turn)."""
+    return texts + [FRAMINGS[i % len(FRAMINGS)].format(text=t) for i, t in enumerate(texts)]
+
+
+def blanked(texts: Sequence[str]) -> list[str]:
+    """Statements of ``texts`` with their last number or capitalised word blanked, as cloze negatives."""
+    out = []
+    for text in texts:
+        found = [m for m in _BLANKABLE.finditer(text) if m.start() > 0]
+        if found and not text.rstrip().endswith("?"):
+            out.append(text[: found[-1].start()] + "___" + text[found[-1].end() :])
+    return out
+
+
+def _replace_words(text: str, words: tuple[str, ...], replacement: str) -> str:
+    """``text`` with the first case-insensitive occurrence of the word sequence ``words`` replaced."""
+    pattern = r"(?<!\w)" + r"\W+".join(re.escape(w) for w in words) + r"(?!\w)"
+    return re.sub(pattern, replacement, text, count=1, flags=re.IGNORECASE)
