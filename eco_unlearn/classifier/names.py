@@ -140,15 +140,15 @@ class NameIndex:
         """Every person named in ``text``, with how (see the module docstring); one hit per person and kind."""
         return self.scan(text)[0]
 
-    def scan(self, text: str) -> tuple[list[NameHit], list[tuple[int, int]]]:
-        """``hits(text)`` and the character spans of the full names found."""
+    def scan(self, text: str) -> tuple[list[NameHit], list[tuple[int, int, str]]]:
+        """``hits(text)`` and where each is: ``(start, end, kind)`` character spans, in order."""
         tokens = list(_TOKEN.finditer(text))
         raw = [t.group(0) for t in tokens]
         words = [w.lower() for w in raw]
         close = [self._close(w) for w in words]
         found: dict[tuple[int, str], None] = {}
         covered: set[int] = set()
-        spans: list[tuple[int, int]] = []
+        spans: list[tuple[int, int, str]] = []
         for i, options in enumerate(close):
             for word in options:
                 for pid in self.starts.get(word, ()):
@@ -157,22 +157,47 @@ class NameIndex:
                     if end is not None:
                         found[(person, "full")] = None
                         covered.update(range(i, end))
-                        spans.append((tokens[i].start(), tokens[end - 1].end()))
+                        spans.append((tokens[i].start(), tokens[end - 1].end(), "full"))
         for i, options in enumerate(close):
-            if i in covered or not raw[i][:1].isupper():
+            if i in covered or not raw[i][:1].isupper() or not options or _not_the_person(text, tokens, i, options):
                 continue
             before = raw[i - 1] if i > 0 else ""
             after = raw[i + 1] if i + 1 < len(raw) else ""
             for word in options:
+                kinds = []
                 for person in self.surnames.get(word, ()):
-                    if len(before) == 1 and before.lower() == self.parts[person][0][0]:
-                        found[(person, "initials")] = None
+                    if len(before) == 1 and before.isalpha():  # an initial: theirs, or someone else's
+                        if before.lower() == self.parts[person][0][0]:
+                            kinds.append((person, "initials"))
                     elif not _other_name(before):
-                        found[(person, "surname")] = None
-                for person in self.firsts.get(word, ()):
-                    if not _other_name(after):
-                        found[(person, "first")] = None
+                        kinds.append((person, "surname"))
+                kinds += [(person, "first") for person in self.firsts.get(word, ()) if not _other_name(after)]
+                for hit in kinds:
+                    found[hit] = None
+                    start = tokens[i - 1].start() if hit[1] == "initials" else tokens[i].start()
+                    spans.append((start, tokens[i].end(), hit[1]))
+        spans = sorted(set(spans))
         return [NameHit(p, k) for p, k in found], spans
+
+
+_QUOTES = "'\"‘’“”"
+_GROUP_AFTER = frozenset({"family", "families", "dynasty", "brothers", "sisters", "foundation", "center", "centre",
+                          "university", "institute", "street", "award", "prize", "show"})
+
+
+def _not_the_person(text: str, tokens: list[re.Match[str]], i: int, options: frozenset[str]) -> bool:
+    """Whether a partial name at token ``i`` stands for something else: a title in quotes ('Reba', the TV
+    series), one of a duo ("Donny & Marie"), a family ("the Rockefellers", "the Rockefeller family") or a
+    foundation, street or show named after the person."""
+    start, end = tokens[i].start(), tokens[i].end()
+    before, after = text[max(0, start - 2) : start].strip(), text[end : end + 2].strip()
+    if before[-1:] in _QUOTES and after[:1] in _QUOTES:
+        return True
+    if before.endswith("&") or after.startswith("&"):
+        return True
+    word = tokens[i].group(0).lower()
+    following = tokens[i + 1].group(0).lower() if i + 1 < len(tokens) else ""
+    return following in _GROUP_AFTER or (word not in options and word[:-1] in options and word.endswith("s"))
 
 
 def _other_name(word: str) -> bool:

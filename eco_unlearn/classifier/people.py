@@ -3,7 +3,7 @@
 ``PeopleClassifier`` scores a text 1.0 when it names one of the people in full (typos, case and initials
 included, see ``names.NameIndex``). Otherwise a learned classifier (default ``LexicalClassifier``) scores
 it, reading the text with every partial name it holds in context marked by a token (``zzsurnamezz``,
-``zzfirstzz``): a surname alone counts as much as the rest of the text makes it count. That is the
+``zzfirstzz``, in its place; full names are cut out): a surname alone counts as much as the rest of the text makes it count. That is the
 context-aware answer to partial names: "What did Swift sing at the Eras Tour?" is the person, "Swift's
 collaborator Jack Antonoff produced which album?" leans on the collaborator's topic words.
 
@@ -24,10 +24,11 @@ from ..errors import GuardError
 from .base import PromptClassifier, build_classifier, register_classifier
 from .lexical import LexicalClassifier
 from .names import _NOT_NAMES, NameIndex
+from .signature import SignatureIndex, asks_for_person, mine_signatures
 
 __all__ = ["PeopleClassifier", "hardened_people_classifier", "partial_name_negatives"]
 
-MARKERS = {"surname": "zzsurnamezz", "first": "zzfirstzz"}
+MARKERS = {"surname": "zzsurnamezz", "first": "zzfirstzz", "initials": "zzinitialszz"}
 OTHER_NAME = "zzothernamezz"
 # Question-answering framings, given to positives and negatives alike so that a framing says nothing.
 FRAMINGS = (
@@ -69,9 +70,11 @@ class PeopleClassifier:
     kind: ClassVar[str] = "people"
 
     def __init__(self, names: Sequence[str | Sequence[str]], inner: PromptClassifier | None = None, *, max_edits: int = 1,
-                 min_length: int = 5) -> None:
+                 min_length: int = 4, reverse_queries: bool = True, signatures: Sequence[str] = ()) -> None:
         self.index = NameIndex(list(names), max_edits=max_edits, min_length=min_length)
         self.inner = inner if inner is not None else LexicalClassifier()
+        self.reverse_queries = bool(reverse_queries)
+        self.signatures = SignatureIndex(list(signatures))
 
     @property
     def names(self) -> list[str]:
@@ -83,12 +86,21 @@ class PeopleClassifier:
         one marker per kind of partial name."""
         hits, spans = self.index.scan(text)
         named = any(h.kind in ("full", "initials") for h in hits)
-        for start, end in reversed(spans):
-            text = text[:start] + " " + text[end:]
-        kinds = list(dict.fromkeys(MARKERS[h.kind] for h in hits if h.kind in MARKERS))
+        last = len(text) + 1
+        for start, end, kind in reversed(spans):
+            if end <= last:  # overlapping spans: the earlier one stays
+                text = text[:start] + f" {MARKERS.get(kind, '')} " + text[end:]
+                last = start
         if any(m.group(0).split()[0].lower() not in _NOT_NAMES for m in _CAPITALISED.finditer(text)):
-            kinds.append(OTHER_NAME)
-        return named, " ".join([text, *kinds])
+            text += " " + OTHER_NAME
+        return named, " ".join(text.split())
+
+    def signed(self, text: str, view: str) -> bool:
+        """Whether ``text`` holds a phrase only the people's texts use (a signature) and either asks for a
+        person (a reverse query) or holds a partial name in context (``view`` has a marker)."""
+        if not self.reverse_queries or self.signatures.find(text) is None:
+            return False
+        return asks_for_person(text) or any(m in view for m in MARKERS.values())
 
     def _partial_rewrites(self, texts: Sequence[str]) -> list[str]:
         out = []
@@ -106,6 +118,10 @@ class PeopleClassifier:
 
     def fit(self, forget_texts: Sequence[str], retain_texts: Sequence[str], *, extra_negatives: Sequence[str] = (),
             **kwargs: Any) -> "PeopleClassifier":
+        if self.reverse_queries:
+            mined = mine_signatures(forget_texts, list(retain_texts) + list(extra_negatives),
+                                    exclude=[n for spelling in self.index.spellings for n in spelling])
+            self.signatures = SignatureIndex(mined)
         positives = _framed(list(forget_texts) + self._partial_rewrites(forget_texts))
         negatives = _framed(list(extra_negatives) + partial_name_negatives(self.index) + blanked(extra_negatives))
         if hasattr(self.inner, "fit"):
@@ -116,14 +132,15 @@ class PeopleClassifier:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         views = [self.view(t) for t in texts]
         scores = np.ones(len(views), dtype=np.float64)
-        rest = [i for i, (named, _) in enumerate(views) if not named]
+        rest = [i for i, (named, view) in enumerate(views) if not named and not self.signed(texts[i], view)]
         if rest:
             scores[rest] = self.inner.predict_proba([views[i][1] for i in rest])
         return scores
 
     def to_config(self) -> dict[str, Any]:
-        return {"names": [list(s) for s in self.index.spellings], "max_edits": self.index.max_edits, "min_length": self.index.min_length,
-                "inner": {"kind": self.inner.kind, "config": self.inner.to_config()}}
+        return {"names": [list(s) for s in self.index.spellings], "max_edits": self.index.max_edits,
+                "min_length": self.index.min_length, "reverse_queries": self.reverse_queries,
+                "signatures": self.signatures.signatures, "inner": {"kind": self.inner.kind, "config": self.inner.to_config()}}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return self.inner.tensors()
@@ -133,18 +150,20 @@ class PeopleClassifier:
         if "names" not in config or "inner" not in config:
             raise GuardError("a people classifier's config needs its names and its inner classifier")
         inner = build_classifier(config["inner"]["kind"], config["inner"].get("config", {}), tensors)
-        return cls(config["names"], inner, max_edits=config.get("max_edits", 1), min_length=config.get("min_length", 5))
+        return cls(config["names"], inner, max_edits=config.get("max_edits", 1), min_length=config.get("min_length", 4),
+                   reverse_queries=config.get("reverse_queries", False), signatures=config.get("signatures", ()))
 
     def __repr__(self) -> str:
         return f"PeopleClassifier({len(self.names)} names, {self.inner!r})"
 
 
-def hardened_people_classifier(people: Sequence[str | Sequence[str]], *, C: float = 10.0) -> PromptClassifier:
+def hardened_people_classifier(people: Sequence[str | Sequence[str]], *, C: float = 10.0,
+                               reverse_queries: bool = True) -> PromptClassifier:
     """The hardened guard classifier for ``people`` (each a name or its spellings): text normalisation,
     then ``PeopleClassifier`` over a ``LexicalClassifier``."""
     from .normalize import NormalizingClassifier
 
-    return NormalizingClassifier(PeopleClassifier(people, LexicalClassifier(C=C)))
+    return NormalizingClassifier(PeopleClassifier(people, LexicalClassifier(C=C), reverse_queries=reverse_queries))
 
 
 def _framed(texts: list[str]) -> list[str]:

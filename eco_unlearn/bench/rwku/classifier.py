@@ -71,11 +71,12 @@ def mmlu_split(data_dir: str | None) -> tuple[list[str], list[str]]:
 
 
 def fit_people_classifier(targets: Sequence[RwkuTarget], others: Sequence[RwkuTarget], mmlu_train: Sequence[str],
-                          *, hardened: bool, seed: int = 0, progress: Progress | None = None):
+                          *, hardened: bool, reverse_queries: bool = True, seed: int = 0, progress: Progress | None = None):
     """One classifier for every person of ``targets``, from their names and passages (no probe), with
     negatives from MMLU, the built-in prompts and ``others``' passages. ``hardened``: the people classifier
     (``classifier.people``), with the spellings each passage opens with and nameless questions from the
-    passages among the forget prompts; else exact names next to the MiniLM encoder, no augmentation."""
+    passages among the forget prompts (``reverse_queries``: and signature phrases, see ``classifier.signature``);
+    else exact names next to the MiniLM encoder, no augmentation."""
     specs = [AboutSpec(t.name, (), " ".join(t.passages)) for t in targets]
     forget = [item for spec in specs for item in about_items(spec, seed=seed, augment=hardened)]
     names = [n for spec in specs for n in spec.names]
@@ -84,7 +85,8 @@ def fit_people_classifier(targets: Sequence[RwkuTarget], others: Sequence[RwkuTa
     if hardened:
         forget += [PromptItem(p, source="nameless") for spec in specs
                    for p in nameless_prompts(spec.passage, spec.names, seed=seed)]
-        classifier = hardened_people_classifier([(s.name, *passage_aliases(s.passage, s.name)) for s in specs])
+        classifier = hardened_people_classifier([(s.name, *passage_aliases(s.passage, s.name)) for s in specs],
+                                                reverse_queries=reverse_queries)
     else:
         classifier = about_classifier(names, hardened=False, seed=seed)
     return fit_classifier(forget, [], FitConfig(seed=seed, calibration=CalibrationConfig(alpha=0.01)),
@@ -149,7 +151,7 @@ def run_rwku_classifier(target_ids: Sequence[int], *, data_dir: str | None, many
                         mmlu_questions: int = 2000, attacked_per_target: int | None = None, seed: int = 0,
                         progress: Progress | None = None, on_run: Callable[[ClassifierRun], None] | None = None,
                         ) -> RwkuClassifierReport:
-    """Plain and hardened classifiers for ``target_ids``; then hardened ones for each people count in
+    """Plain and hardened classifiers (with and without signature phrases) for ``target_ids``; then hardened ones for each people count in
     ``many`` (the first N RWKU targets, FPR and latency only). Passages of ``others`` RWKU targets outside
     the chosen ones are negatives; ``mmlu_questions`` evenly spaced held-out MMLU questions measure the FPR."""
     everyone = load_rwku(None, data_dir)
@@ -157,11 +159,13 @@ def run_rwku_classifier(target_ids: Sequence[int], *, data_dir: str | None, many
     mmlu_train, mmlu_eval = mmlu_split(data_dir)
     mmlu_eval = mmlu_eval[:: max(1, len(mmlu_eval) // mmlu_questions)][:mmlu_questions]
     runs = []
-    for hardened in (False, True):
-        outside = [t for t in everyone if t.id not in set(target_ids)][:others]
+    variants = {"plain": (False, False), "hardened": (True, True), "hardened-no-reverse": (True, False)}
+    outside = [t for t in everyone if t.id not in set(target_ids)][:others]
+    for variant, (hardened, reverse) in variants.items():
         start = time.perf_counter()
-        fitted = fit_people_classifier(chosen, outside, mmlu_train, hardened=hardened, seed=seed, progress=progress)
-        runs.append(measure_classifier("hardened" if hardened else "plain", fitted, chosen, mmlu_eval, seed=seed,
+        fitted = fit_people_classifier(chosen, outside, mmlu_train, hardened=hardened, reverse_queries=reverse,
+                                       seed=seed, progress=progress)
+        runs.append(measure_classifier(variant, fitted, chosen, mmlu_eval, seed=seed,
                                        fit_seconds=time.perf_counter() - start, attacked_per_target=attacked_per_target))
         if on_run is not None:
             on_run(runs[-1])
