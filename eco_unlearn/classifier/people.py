@@ -1,15 +1,20 @@
 """One classifier for many people: their names, found by an index, and what a prompt is about.
 
-``PeopleClassifier`` scores a text 1.0 when it names one of the people in full (typos, case and initials
-included, see ``names.NameIndex``). Otherwise a learned classifier (default ``LexicalClassifier``) scores
-it, reading the text with every partial name it holds in context marked by a token (``zzsurnamezz``,
-``zzfirstzz``, in its place; full names are cut out): a surname alone counts as much as the rest of the text makes it count. That is the
-context-aware answer to partial names: "What did Swift sing at the Eras Tour?" is the person, "Swift's
-collaborator Jack Antonoff produced which album?" leans on the collaborator's topic words.
+``PeopleClassifier`` scores a text 1.0 when it names one of the people in full (typos, case, middle names
+and initials included, see ``names.NameIndex``), or when it holds a phrase only the people's texts use and
+asks for a person ("Who founded Jeet Kune Do?", see ``signature``) or holds a partial name. Otherwise a
+learned classifier (default ``LexicalClassifier``) scores it, reading the text with full names cut out
+and every partial name kept in context replaced by a marker (``zzsurnamezz``, ``zzfirstzz``), with
+``zzothernamezz`` added when the text names someone else.
 
-To learn how much a partial name weighs, ``fit`` adds to the forget prompts their rewrites with the
-surname or first name alone, and to the negatives everyday prompts that use the first name or surname
-alone (a classmate called Taylor, a street called Swift Street), built from the names themselves.
+That is the context-aware answer to partial names: the surname alone next to another first name is someone
+else and never marked ("Donny Osmond"); marked, it adds ``partial_boost`` to the learned log-odds, so it
+flags a text whose words are about the person ("Barker began hosting a game show in ___") and not one
+that merely uses the word. To learn what the rest of the text is worth, ``fit`` adds to the forget
+prompts their rewrites with the surname or first name alone, to the negatives everyday prompts that use
+a first name or surname alone (a classmate called Taylor, Swift Street), built from the names
+themselves, and cloze versions of the negatives; positives and negatives get the same question framings,
+so that a framing says nothing.
 """
 
 from __future__ import annotations
@@ -65,15 +70,17 @@ def partial_name_negatives(index: NameIndex) -> list[str]:
 
 @register_classifier
 class PeopleClassifier:
-    """1.0 for a full name of ``names`` (see the module docstring), else ``inner`` on the marked text."""
+    """1.0 for a full name of ``names`` or a signature phrase in context, else ``inner`` on the marked text
+    (see the module docstring). ``names``: one entry per person, a name or a sequence of spellings."""
 
     kind: ClassVar[str] = "people"
 
     def __init__(self, names: Sequence[str | Sequence[str]], inner: PromptClassifier | None = None, *, max_edits: int = 1,
-                 min_length: int = 4, reverse_queries: bool = True, signatures: Sequence[str] = ()) -> None:
+                 min_length: int = 4, reverse_queries: bool = True, partial_boost: float = 1.0,
+                 signatures: Sequence[str] = ()) -> None:
         self.index = NameIndex(list(names), max_edits=max_edits, min_length=min_length)
         self.inner = inner if inner is not None else LexicalClassifier()
-        self.reverse_queries = bool(reverse_queries)
+        self.reverse_queries, self.partial_boost = bool(reverse_queries), float(partial_boost)
         self.signatures = SignatureIndex(list(signatures))
 
     @property
@@ -134,12 +141,15 @@ class PeopleClassifier:
         scores = np.ones(len(views), dtype=np.float64)
         rest = [i for i, (named, view) in enumerate(views) if not named and not self.signed(texts[i], view)]
         if rest:
-            scores[rest] = self.inner.predict_proba([views[i][1] for i in rest])
+            learned = np.clip(self.inner.predict_proba([views[i][1] for i in rest]), 1e-12, 1 - 1e-12)
+            partial = np.array([any(m in views[i][1] for m in MARKERS.values()) for i in rest])
+            logits = np.log(learned / (1 - learned)) + self.partial_boost * partial
+            scores[rest] = 1 / (1 + np.exp(-logits))
         return scores
 
     def to_config(self) -> dict[str, Any]:
         return {"names": [list(s) for s in self.index.spellings], "max_edits": self.index.max_edits,
-                "min_length": self.index.min_length, "reverse_queries": self.reverse_queries,
+                "min_length": self.index.min_length, "reverse_queries": self.reverse_queries, "partial_boost": self.partial_boost,
                 "signatures": self.signatures.signatures, "inner": {"kind": self.inner.kind, "config": self.inner.to_config()}}
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -151,7 +161,8 @@ class PeopleClassifier:
             raise GuardError("a people classifier's config needs its names and its inner classifier")
         inner = build_classifier(config["inner"]["kind"], config["inner"].get("config", {}), tensors)
         return cls(config["names"], inner, max_edits=config.get("max_edits", 1), min_length=config.get("min_length", 4),
-                   reverse_queries=config.get("reverse_queries", False), signatures=config.get("signatures", ()))
+                   reverse_queries=config.get("reverse_queries", False), partial_boost=config.get("partial_boost", 0.0),
+                   signatures=config.get("signatures", ()))
 
     def __repr__(self) -> str:
         return f"PeopleClassifier({len(self.names)} names, {self.inner!r})"

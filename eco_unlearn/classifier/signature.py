@@ -16,7 +16,7 @@ __all__ = ["SignatureIndex", "asks_for_person", "mine_signatures", "phrases"]
 _PHRASE = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:(?:of|the|and|da|de|for|in|or|to|a)\s+)?[A-Z0-9][\w'-]*)*")
 _QUOTED = re.compile(r"(?<!\w)['\"‘“]([A-Z0-9][^'\"’”\n]{2,60})['\"’”](?!\w)")
 _LEADING = re.compile(r"^(?:(?:about|according|after|at|before|between|born|by|during|from|in|on|since|to|with|"
-                      r"and|but|or|as|if|when|while|did|does|was|is|what|who|which|where|how|why|complete|"
+                      r"the|a|an|and|but|or|as|if|when|while|did|does|was|is|what|who|which|where|how|why|complete|"
                       r"question|answer|please)\s+)+")
 _WORD = re.compile(r"\w+")
 _ROLES = ("person|artist|singer|actor|actress|author|writer|novelist|musician|rapper|host|presenter|star|"
@@ -25,13 +25,15 @@ _ROLES = ("person|artist|singer|actor|actress|author|writer|novelist|musician|ra
 _ASKS = re.compile(
     rf"(?:^|[.?!:\n]\s*|\b(?:me|us|know|identify|guess|wonder|recall|confirm|name|about)\s+)(?:who|whose|whom)\b"
     rf"|\b(?:which|what) (?:\w+ )?(?:{_ROLES})\b|\bthe (?:\w+ )?(?:{_ROLES}) (?:of|behind|from|who|known)\b"
-    rf"|\bname the (?:\w+ )?(?:{_ROLES})\b", re.IGNORECASE)
+    rf"|\bname the (?:\w+ )?(?:{_ROLES})\b"
+    r"|(?:^|[¿.?!:\n]\s*|\b(?:English|inglés|anglais|Englisch)[.:]\s*)(?:quién|quien|qui|wer|chi|quem)\b", re.IGNORECASE)
 _BORING = frozenset("the a an in he she his her they it this that after during when what who which how where why is was "
                     "american english please question answer complete blank".split())
 
 
 def asks_for_person(text: str) -> bool:
-    """Whether ``text`` asks for a person: who, whose, which singer, the author of, name the actor..."""
+    """Whether ``text`` asks for a person: who, whose, which singer, the author of, name the actor, and
+    questions opening with who in Spanish, French, German, Italian or Portuguese."""
     return _ASKS.search(text) is not None
 
 
