@@ -77,6 +77,8 @@ class NameIndex:
                 if words:
                     self.phrases.append((person, words))
             short = [w.lower() for w in _TOKEN.findall(name_variants(name)[-1])]
+            if short and short[0] in _TITLES:  # "Prince Harry": "Prince" alone is no one's first name
+                short = short[1:] if len(short) >= 3 else []
             if len(short) >= 2 and len(short[-1]) >= 3:
                 self.parts[person] = (short[0], short[-1])
         self.exact: dict[str, set[str]] = {}
@@ -180,6 +182,8 @@ class NameIndex:
         return [NameHit(p, k) for p, k in found], spans
 
 
+_TITLES = frozenset("prince princess king queen duke duchess lord lady sir dame saint st pope emperor empress "
+                    "president general captain dr mr mrs ms".split())
 _QUOTES = "'\"‘’“”"
 _GROUP_AFTER = frozenset({"family", "families", "dynasty", "brothers", "sisters", "foundation", "center", "centre",
                           "university", "institute", "street", "award", "prize", "show"})

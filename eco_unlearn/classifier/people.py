@@ -1,8 +1,8 @@
 """One classifier for many people: their names, found by an index, and what a prompt is about.
 
 ``PeopleClassifier`` scores a text 1.0 when it names one of the people in full (typos, case, middle names
-and initials included, see ``names.NameIndex``), or when it holds a phrase only the people's texts use and
-asks for a person ("Who founded Jeet Kune Do?", see ``signature``) or holds a partial name. Otherwise a
+and initials included, see ``names.NameIndex``), or when one of its sentences asks for a person with a
+phrase only the people's texts use ("Who founded Jeet Kune Do?", see ``signature``). Otherwise a
 learned classifier (default ``LexicalClassifier``) scores it, reading the text with full names cut out
 and every partial name kept in context replaced by a marker (``zzsurnamezz``, ``zzfirstzz``), with
 ``zzothernamezz`` added when the text names someone else.
@@ -44,6 +44,7 @@ FRAMINGS = (
     "{text}",
 )
 _CAPITALISED = re.compile(r"\b[A-Z][a-z][\w'-]*(?:\s+(?:[A-Z]\.\s*)?[A-Z][a-z][\w'-]*)+")
+_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
 _BLANKABLE = re.compile(r"\b(?:\d[\d,.]*|[A-Z][a-z]+)\b")
 _FIRST_NAME_NEGATIVES = (
     "{first} has three apples and buys five more. How many apples does {first} have now?",
@@ -70,7 +71,7 @@ def partial_name_negatives(index: NameIndex) -> list[str]:
 
 @register_classifier
 class PeopleClassifier:
-    """1.0 for a full name of ``names`` or a signature phrase in context, else ``inner`` on the marked text
+    """1.0 for a full name of ``names`` or a reverse query, else ``inner`` on the marked text
     (see the module docstring). ``names``: one entry per person, a name or a sequence of spellings."""
 
     kind: ClassVar[str] = "people"
@@ -102,12 +103,11 @@ class PeopleClassifier:
             text += " " + OTHER_NAME
         return named, " ".join(text.split())
 
-    def signed(self, text: str, view: str) -> bool:
-        """Whether ``text`` holds a phrase only the people's texts use (a signature) and either asks for a
-        person (a reverse query) or holds a partial name in context (``view`` has a marker)."""
+    def reverse_query(self, text: str) -> bool:
+        """Whether a sentence of ``text`` asks for a person with a phrase only the people's texts use."""
         if not self.reverse_queries or self.signatures.find(text) is None:
             return False
-        return asks_for_person(text) or any(m in view for m in MARKERS.values())
+        return any(asks_for_person(s) and self.signatures.find(s) is not None for s in _SENTENCES.split(text))
 
     def _partial_rewrites(self, texts: Sequence[str]) -> list[str]:
         out = []
@@ -139,7 +139,7 @@ class PeopleClassifier:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         views = [self.view(t) for t in texts]
         scores = np.ones(len(views), dtype=np.float64)
-        rest = [i for i, (named, view) in enumerate(views) if not named and not self.signed(texts[i], view)]
+        rest = [i for i, (named, _) in enumerate(views) if not named and not self.reverse_query(texts[i])]
         if rest:
             learned = np.clip(self.inner.predict_proba([views[i][1] for i in rest]), 1e-12, 1 - 1e-12)
             partial = np.array([any(m in views[i][1] for m in MARKERS.values()) for i in rest])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
@@ -83,18 +84,24 @@ def attacks(
     from ..bench.rwku.markdown import attacks_markdown
     from ..bench.rwku.plots import plot_attacks
     from ..data.rwku import parse_target_spec
-    from ..io import atomic_write_text
+    from ..io import atomic_write_json, atomic_write_text
 
     with errors():
-        folder = output or opt.results_path("rwku-classifier")
+        folder = Path(output or opt.results_path("rwku-classifier"))
+        done: list[dict] = []
+
+        def keep(run: Any) -> None:  # a long run keeps what it measured if a later classifier fails
+            done.append(asdict(run))
+            atomic_write_json(folder / "runs.partial.json", done)
+
         with progress("RWKU classifier") as report_progress:
             report = run_rwku_classifier(
                 parse_target_spec(targets), data_dir=str(data_dir) if data_dir else None,
                 many=opt.integers(many, "--many") if many else (), mmlu_questions=mmlu_questions,
-                attacked_per_target=attacked, seed=seed,
-                progress=report_progress,
+                attacked_per_target=attacked, seed=seed, progress=report_progress, on_run=keep,
             )
-        report.save(Path(folder) / "report.json")
+        report.save(folder / "report.json")
+        (folder / "runs.partial.json").unlink(missing_ok=True)
         plot_attacks([r for r in report.runs if r.fnr], Path(folder) / "attacks.png")
         atomic_write_text(Path(folder) / "attacks.md", attacks_markdown(report.runs))
         table = Table(title="classifier: worst FNR over attacks and levels, FPR, ms per prompt (batch 32)")

@@ -24,6 +24,7 @@ from ...data.rwku import RwkuTarget, load_rwku
 from ...fitting.about import AboutSpec, about_classifier, about_items, about_negatives
 from ...fitting.classifier_fit import fit_classifier
 from ...fitting.config import CalibrationConfig, FitConfig
+from ...fitting.entity_negatives import entity_matches
 from ..environment import environment
 from ..saving import SavedReport
 from .prompts import probe_prompt
@@ -89,8 +90,8 @@ def fit_people_classifier(targets: Sequence[RwkuTarget], others: Sequence[RwkuTa
                                                 reverse_queries=reverse_queries)
     else:
         classifier = about_classifier(names, hardened=False, seed=seed)
-    return fit_classifier(forget, [], FitConfig(seed=seed, calibration=CalibrationConfig(alpha=0.01)),
-                          general=negatives, classifier=classifier, progress=progress)
+    config = FitConfig(seed=seed, calibration=CalibrationConfig(alpha=0.01, entity_negatives="forget"))
+    return fit_classifier(forget, [], config, general=negatives, entities=names, classifier=classifier, progress=progress)
 
 
 def _positives(targets: Sequence[RwkuTarget], attacks: Sequence[str], seed: int, per_target: int | None) -> dict[str, list[str]]:
@@ -126,12 +127,15 @@ def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu
                        attacks: Sequence[str] | None = None, seed: int = 0, fit_seconds: float = 0.0,
                        latency_prompts: int = 320, attacked_per_target: int | None = None) -> ClassifierRun:
     """FNR of ``fitted`` (a ``ClassifierFit``) on ``targets``' forget probes and attacks (on the first
-    ``attacked_per_target`` level-1/2 probes of each target; all when None), FPR on ``mmlu_eval`` and the
-    neighbour probes; attacks: every registered one when None."""
+    ``attacked_per_target`` level-1/2 probes of each target; all when None), FPR on ``mmlu_eval`` (all, and
+    those naming none of the people: ``mmlu_unnamed``) and the neighbour probes; attacks: every registered
+    one when None."""
     clf, threshold = fitted.classifier, fitted.threshold
     chosen = ATTACKS.names() if attacks is None else attacks
     positives = _positives(targets, chosen, seed, attacked_per_target) if attacks != () else {}
-    negatives = {"mmlu": list(mmlu_eval), "neighbor": neighbor_prompts(targets)}
+    named = entity_matches(list(mmlu_eval), [t.name for t in targets])
+    negatives = {"mmlu": list(mmlu_eval), "mmlu_unnamed": [q for q, n in zip(mmlu_eval, named) if n is None],
+                 "neighbor": neighbor_prompts(targets)}
     fnr = {g: float(np.mean(clf.predict_proba(texts) < threshold)) for g, texts in positives.items() if texts}
     fpr, wrong = {}, {}
     for g, texts in negatives.items():

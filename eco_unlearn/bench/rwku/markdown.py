@@ -14,19 +14,20 @@ def _groups(runs: Sequence[Any]) -> list[str]:
 
 def attacks_markdown(runs: Sequence[Any]) -> str:
     """FNR per level, level-3 type and attack (with the number of prompts) for each run that has them, then
-    FPR on MMLU and neighbours and ms per prompt for every run."""
+    FPR on MMLU (all, and naming none of the people) and neighbours and ms per prompt for every run."""
     attacked = [r for r in runs if r.fnr]
     lines = ["| group | " + " | ".join(f"{r.variant} FNR (n)" for r in attacked) + " |",
              "|---|" + "---:|" * len(attacked)]
     for g in _groups(attacked):
         cells = [f"{r.fnr[g]:.1%} ({r.positives[g]})" if g in r.fnr else "-" for r in attacked]
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
-    lines += ["", "| run | people | threshold | FPR MMLU (n) | FPR neighbours (n) | ms/prompt (batch 32) | prompts/s |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| run | people | threshold | FPR MMLU (n) | FPR MMLU naming none of them (n) | FPR neighbours (n) | "
+              "ms/prompt (batch 32) | prompts/s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         ms = r.seconds_per_prompt * 1000
+        unnamed = f"{r.fpr['mmlu_unnamed']:.2%} ({r.negatives['mmlu_unnamed']})" if "mmlu_unnamed" in r.fpr else "-"
         lines.append(f"| {r.variant} | {r.people} | {r.threshold:.3f} | {r.fpr['mmlu']:.2%} ({r.negatives['mmlu']}) | "
-                     f"{r.fpr['neighbor']:.2%} ({r.negatives['neighbor']}) | {ms:.2f} | {1000 / ms:.0f} |")
+                     f"{unnamed} | {r.fpr['neighbor']:.2%} ({r.negatives['neighbor']}) | {ms:.2f} | {1000 / ms:.0f} |")
     return "\n".join(lines) + "\n"
 
 
