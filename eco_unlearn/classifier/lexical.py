@@ -93,4 +93,5 @@ class LexicalClassifier:
         return classifier
 
     def __repr__(self) -> str:
-        return f"LexicalClassifier(bits={self.bits}, C={self.C:g}, {'fitted' if self.weight is not None else 'not fitted'})"
+        state = "fitted" if self.weight is not None else "not fitted"
+        return f"LexicalClassifier(bits={self.bits}, C={self.C:g}, {state})"

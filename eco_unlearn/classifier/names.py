@@ -27,7 +27,7 @@ __all__ = ["NameHit", "NameIndex", "name_variants"]
 
 _TOKEN = re.compile(r"\w+|_{2,}")
 # Capitalised words that start sentences or are titles, not first names of someone else.
-_NOT_NAMES = frozenset(
+NOT_NAMES = frozenset(
     "a an and as at but by did do does for from had has have he her his how i if in is it mr mrs ms dr sir "
     "of on or prof she so the their then they this was were what when where which who whom whose why will "
     "with would you your please tell about according question answer complete".split()
@@ -208,4 +208,4 @@ def _other_name(word: str) -> bool:
     """Whether a word next to a partial name makes it someone else's name, or a blank to fill."""
     if word.startswith("__"):
         return True
-    return len(word) > 1 and word[:1].isupper() and word.lower() not in _NOT_NAMES
+    return len(word) > 1 and word[:1].isupper() and word.lower() not in NOT_NAMES

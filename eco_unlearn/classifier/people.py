@@ -28,10 +28,10 @@ import torch
 from ..errors import GuardError
 from .base import PromptClassifier, build_classifier, register_classifier
 from .lexical import LexicalClassifier
-from .names import _NOT_NAMES, NameIndex
+from .names import NOT_NAMES, NameIndex
 from .signature import SignatureIndex, asks_for_person, mine_signatures
 
-__all__ = ["PeopleClassifier", "hardened_people_classifier", "partial_name_negatives"]
+__all__ = ["PeopleClassifier", "blanked", "hardened_people_classifier", "partial_name_negatives"]
 
 MARKERS = {"surname": "zzsurnamezz", "first": "zzfirstzz", "initials": "zzinitialszz"}
 OTHER_NAME = "zzothernamezz"
@@ -76,8 +76,8 @@ class PeopleClassifier:
 
     kind: ClassVar[str] = "people"
 
-    def __init__(self, names: Sequence[str | Sequence[str]], inner: PromptClassifier | None = None, *, max_edits: int = 1,
-                 min_length: int = 4, reverse_queries: bool = True, partial_boost: float = 1.0,
+    def __init__(self, names: Sequence[str | Sequence[str]], inner: PromptClassifier | None = None, *,
+                 max_edits: int = 1, min_length: int = 4, reverse_queries: bool = True, partial_boost: float = 1.0,
                  signatures: Sequence[str] = ()) -> None:
         self.index = NameIndex(list(names), max_edits=max_edits, min_length=min_length)
         self.inner = inner if inner is not None else LexicalClassifier()
@@ -99,7 +99,7 @@ class PeopleClassifier:
             if end <= last:  # overlapping spans: the earlier one stays
                 text = text[:start] + f" {MARKERS.get(kind, '')} " + text[end:]
                 last = start
-        if any(m.group(0).split()[0].lower() not in _NOT_NAMES for m in _CAPITALISED.finditer(text)):
+        if any(m.group(0).split()[0].lower() not in NOT_NAMES for m in _CAPITALISED.finditer(text)):
             text += " " + OTHER_NAME
         return named, " ".join(text.split())
 
@@ -117,7 +117,7 @@ class PeopleClassifier:
                     first, last = self.index.parts[person]
                     for variant in self.index.phrases:
                         if variant[0] == person:
-                            rewrites = {_replace_words(text, variant[1], part.title()) for part in (first, last)} - {text}
+                            rewrites = {_replace_words(text, variant[1], p.title()) for p in (first, last)} - {text}
                             if rewrites:
                                 out += sorted(rewrites)
                                 break
@@ -149,8 +149,9 @@ class PeopleClassifier:
 
     def to_config(self) -> dict[str, Any]:
         return {"names": [list(s) for s in self.index.spellings], "max_edits": self.index.max_edits,
-                "min_length": self.index.min_length, "reverse_queries": self.reverse_queries, "partial_boost": self.partial_boost,
-                "signatures": self.signatures.signatures, "inner": {"kind": self.inner.kind, "config": self.inner.to_config()}}
+                "min_length": self.index.min_length, "reverse_queries": self.reverse_queries,
+                "partial_boost": self.partial_boost, "signatures": self.signatures.signatures,
+                "inner": {"kind": self.inner.kind, "config": self.inner.to_config()}}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return self.inner.tensors()
@@ -161,7 +162,7 @@ class PeopleClassifier:
             raise GuardError("a people classifier's config needs its names and its inner classifier")
         inner = build_classifier(config["inner"]["kind"], config["inner"].get("config", {}), tensors)
         return cls(config["names"], inner, max_edits=config.get("max_edits", 1), min_length=config.get("min_length", 4),
-                   reverse_queries=config.get("reverse_queries", False), partial_boost=config.get("partial_boost", 0.0),
+                   reverse_queries=config.get("reverse_queries", True), partial_boost=config.get("partial_boost", 1.0),
                    signatures=config.get("signatures", ()))
 
     def __repr__(self) -> str:

@@ -26,8 +26,10 @@ _ASKS = re.compile(
     rf"(?:^|[.?!:\n]\s*|\b(?:me|us|know|identify|guess|wonder|recall|confirm|name|about)\s+)(?:who|whose|whom)\b"
     rf"|\b(?:which|what) (?:\w+ )?(?:{_ROLES})\b|\bthe (?:\w+ )?(?:{_ROLES}) (?:of|behind|from|who|known)\b"
     rf"|\bname the (?:\w+ )?(?:{_ROLES})\b"
-    r"|(?:^|[¿.?!:\n]\s*|\b(?:English|inglés|anglais|Englisch)[.:]\s*)(?:quién|quien|qui|wer|chi|quem)\b", re.IGNORECASE)
-_BORING = frozenset("the a an in he she his her they it this that after during when what who which how where why is was "
+    r"|(?:^|[¿.?!:\n]\s*|\b(?:English|inglés|anglais|Englisch)[.:]\s*)(?:quién|quien|qui|wer|chi|quem)\b",
+    re.IGNORECASE)
+_BORING = frozenset("the a an in he she his her they it this that after during when what who which how where why is "
+                    "was "
                     "american english please question answer complete blank".split())
 
 

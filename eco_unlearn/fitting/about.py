@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..classifier import AnyOfClassifier, EncoderClassifier, KeywordClassifier, PromptClassifier, hardened_people_classifier
+from ..classifier import (
+    AnyOfClassifier, EncoderClassifier, KeywordClassifier, PromptClassifier, hardened_people_classifier,
+)
 from ..classifier.augment import passage_aliases
 from ..data.attacks import ATTACKS, user_text
 from ..data.items import ItemsError, PromptItem, general_prompts

@@ -40,7 +40,8 @@ class LatencyCurve(SavedReport):
         return [p / h for p, h in zip(self.plain_ms_per_prompt, self.hardened_ms_per_prompt)]
 
 
-def ms_per_prompt(fn: Callable[[list[str]], np.ndarray], texts: Sequence[str], batch: int = 32, repeats: int = 3) -> float:
+def ms_per_prompt(fn: Callable[[list[str]], np.ndarray], texts: Sequence[str], batch: int = 32,
+                  repeats: int = 3) -> float:
     """Milliseconds per text of ``fn`` over ``texts`` in batches of ``batch``: the best of ``repeats`` passes."""
     texts = list(texts)
     best = float("inf")
@@ -61,7 +62,8 @@ def latency_curve(names: Sequence[str], texts: Sequence[str], counts: Sequence[i
     plain, hardened = [], []
     for n in counts:
         chosen = list(names[:n])
-        positives = [q.format(name) for name in chosen for q in ("Who is {}?", "Where was {} born?", "Tell me about {}.")]
+        questions = ("Who is {}?", "Where was {} born?", "Tell me about {}.")
+        positives = [q.format(name) for name in chosen for q in questions]
         plain.append(ms_per_prompt(AnyOfClassifier([KeywordClassifier(chosen), encoder]).predict_proba, texts,
                                    batch_size, repeats))
         fast = hardened_people_classifier(chosen).fit(positives, [], extra_negatives=negatives)

@@ -35,7 +35,8 @@ def latency_markdown(curve: Any) -> str:
     """ms per prompt and prompts per second, plain and hardened, per number of people."""
     lines = [f"batch {curve.batch_size}, {curve.prompts} prompts, {curve.threads} thread(s), load average "
              f"{', '.join(map(str, curve.load_average))}", "",
-             "| people | plain ms/prompt | plain prompts/s | hardened ms/prompt | hardened prompts/s | plain / hardened |",
+             "| people | plain ms/prompt | plain prompts/s | hardened ms/prompt | hardened prompts/s "
+             "| plain / hardened |",
              "|---:|---:|---:|---:|---:|---:|"]
     for n, p, h, s in zip(curve.people, curve.plain_ms_per_prompt, curve.hardened_ms_per_prompt, curve.speedup):
         lines.append(f"| {n} | {p:.2f} | {1000 / p:.0f} | {h:.3f} | {1000 / h:.0f} | {s:.0f}x |")
