@@ -13,7 +13,9 @@ from .combine import AnyOfClassifier
 from .encoder import EncoderClassifier
 from .fuzzy import FuzzyNameClassifier
 from .keyword import KeywordClassifier
+from .lexical import LexicalClassifier
 from .normalize import NormalizingClassifier, normalize_text
+from .people import PeopleClassifier, hardened_people_classifier
 
 __all__ = [
     "AnyOfClassifier",
@@ -24,10 +26,13 @@ __all__ = [
     "ErrorRates",
     "FuzzyNameClassifier",
     "KeywordClassifier",
+    "LexicalClassifier",
     "NormalizingClassifier",
+    "PeopleClassifier",
     "PromptClassifier",
     "conformal_threshold",
     "error_rates",
+    "hardened_people_classifier",
     "load_classifier",
     "min_calibration_size",
     "normalize_text",

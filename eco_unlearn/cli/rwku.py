@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
@@ -80,20 +81,29 @@ def attacks(
 ) -> None:
     """Classifier FNR per attack and FPR on MMLU and neighbours, plain vs hardened, fitted from names and passages only."""
     from ..bench.rwku.classifier import run_rwku_classifier
+    from ..bench.rwku.markdown import attacks_markdown
     from ..bench.rwku.plots import plot_attacks
     from ..data.rwku import parse_target_spec
+    from ..io import atomic_write_json, atomic_write_text
 
     with errors():
-        folder = output or opt.results_path("rwku-classifier")
+        folder = Path(output or opt.results_path("rwku-classifier"))
+        done: list[dict] = []
+
+        def keep(run: Any) -> None:  # a long run keeps what it measured if a later classifier fails
+            done.append(asdict(run))
+            atomic_write_json(folder / "runs.partial.json", done)
+
         with progress("RWKU classifier") as report_progress:
             report = run_rwku_classifier(
                 parse_target_spec(targets), data_dir=str(data_dir) if data_dir else None,
                 many=opt.integers(many, "--many") if many else (), mmlu_questions=mmlu_questions,
-                attacked_per_target=attacked, seed=seed,
-                progress=report_progress,
+                attacked_per_target=attacked, seed=seed, progress=report_progress, on_run=keep,
             )
-        report.save(Path(folder) / "report.json")
+        report.save(folder / "report.json")
+        (folder / "runs.partial.json").unlink(missing_ok=True)
         plot_attacks([r for r in report.runs if r.fnr], Path(folder) / "attacks.png")
+        atomic_write_text(Path(folder) / "attacks.md", attacks_markdown(report.runs))
         table = Table(title="classifier: worst FNR over attacks and levels, FPR, ms per prompt (batch 32)")
         for column in ("variant", "people", "worst FNR", "FPR MMLU", "FPR neighbours", "ms/prompt"):
             table.add_column(column, justify="right")
@@ -102,7 +112,7 @@ def attacks(
             table.add_row(r.variant, str(r.people), f"{worst[1]:.1%} ({worst[0]})" if r.fnr else "-",
                           f"{r.fpr['mmlu']:.2%}", f"{r.fpr['neighbor']:.2%}", f"{r.seconds_per_prompt * 1000:.2f}")
         out.print(table)
-        out.print(f"report.json and attacks.png in {folder}")
+        out.print(f"report.json, attacks.md and attacks.png in {folder}")
 
 
 @app.command("latency")
@@ -112,9 +122,12 @@ def latency(
     prompts: int = typer.Option(320, "--prompts", min=32, help="Held-out MMLU questions timed."),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON file (default benchmarks/results/rwku-classifier/latency.json)."),
 ) -> None:
-    """Classifier ms per prompt (batch of 32) against the number of people: one encoder pass plus name matching."""
+    """Classifier ms per prompt (batch of 32) against the number of people, plain (keywords + MiniLM) and hardened."""
     from ..bench.rwku.classifier import mmlu_split
     from ..bench.rwku.latency import latency_curve
+    from ..bench.rwku.markdown import latency_markdown
+    from ..bench.rwku.plots import plot_latency
+    from ..io import atomic_write_text
     from ..data.rwku import load_rwku
 
     with errors():
@@ -123,10 +136,14 @@ def latency(
         _, held_out = mmlu_split(str(data_dir) if data_dir else None)
         with out.status("timing the classifier"):
             curve = latency_curve(names, held_out[:prompts], counts)
-        curve.save(output or opt.results_path("rwku-classifier") / "latency.json")
-        table = Table(title=f"classifier ms per prompt, batch {curve.batch_size} (encoder once + name matching)")
-        for column in ("people", "encoder", "matching", "total", "prompts/s"):
+        path = Path(output or opt.results_path("rwku-classifier") / "latency.json")
+        curve.save(path)
+        plot_latency(curve, path.with_suffix(".png"))
+        atomic_write_text(path.with_suffix(".md"), latency_markdown(curve))
+        table = Table(title=f"classifier ms per prompt, batch {curve.batch_size}, {curve.threads} thread(s), load {curve.load_average}")
+        for column in ("people", "plain ms", "plain /s", "hardened ms", "hardened /s", "ratio"):
             table.add_column(column, justify="right")
-        for n, m, t in zip(curve.people, curve.matching_ms_per_prompt, curve.total_ms_per_prompt):
-            table.add_row(str(n), f"{curve.encoder_ms_per_prompt:.2f}", f"{m:.3f}", f"{t:.2f}", f"{1000 / t:.0f}")
+        for n, p, h, r in zip(curve.people, curve.plain_ms_per_prompt, curve.hardened_ms_per_prompt, curve.speedup):
+            table.add_row(str(n), f"{p:.2f}", f"{1000 / p:.0f}", f"{h:.3f}", f"{1000 / h:.0f}", f"{r:.0f}x")
         out.print(table)
+        out.print(f"{path}, .md and .png written")

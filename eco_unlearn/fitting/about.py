@@ -5,7 +5,7 @@ templates over every name, cloze prompts over the passage's sentences (a fact wi
 the phrase as the reference answer, so the strength search has an objective), and attack rewrites of both
 (augmentation). ``about_negatives`` gathers negatives: the built-in everyday prompts, MMLU questions,
 the same templates about other people, and sentences of other people's passages. ``fit_about`` feeds
-them to ``fit_guard`` with a classifier hardened against character tricks."""
+them to ``fit_guard`` with a classifier hardened against character tricks and partial names."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..classifier import AnyOfClassifier, EncoderClassifier, PromptClassifier
-from ..classifier.fuzzy import FuzzyNameClassifier
-from ..classifier.normalize import NormalizingClassifier
+from ..classifier import (
+    AnyOfClassifier, EncoderClassifier, KeywordClassifier, PromptClassifier, hardened_people_classifier,
+)
+from ..classifier.augment import passage_aliases
 from ..data.attacks import ATTACKS, user_text
 from ..data.items import ItemsError, PromptItem, general_prompts
 from .config import FitConfig
@@ -122,15 +123,15 @@ def about_negatives(
 
 
 def about_classifier(names: Sequence[str], *, hardened: bool = True, backbone: str = "minilm", mode: str = "linear",
-                     seed: int = 0) -> PromptClassifier:
-    """An unfitted classifier for a person: the encoder next to name matching; ``hardened`` normalises text
-    first and matches names despite typos, else names match exactly (``KeywordClassifier``)."""
-    from ..classifier import KeywordClassifier
-
-    encoder = EncoderClassifier(backbone, mode=mode, seed=seed)
-    if not hardened:
-        return AnyOfClassifier([KeywordClassifier(list(names)), encoder])
-    return NormalizingClassifier(AnyOfClassifier([FuzzyNameClassifier(list(names)), encoder]))
+                     seed: int = 0, passage: str = "") -> PromptClassifier:
+    """An unfitted classifier for one person, ``names`` being their spellings. ``hardened``: text
+    normalisation, then the person's names found by an index (typos, initials, middle names, and the
+    spellings ``passage`` opens with) and partial names weighed in context by a fast lexical classifier
+    (``classifier.people``). Otherwise names match exactly (``KeywordClassifier``) next to an encoder
+    (``backbone``, ``mode``: used by this plain classifier only)."""
+    if hardened:
+        return hardened_people_classifier([tuple(names) + passage_aliases(passage, names[0])])
+    return AnyOfClassifier([KeywordClassifier(list(names)), EncoderClassifier(backbone, mode=mode, seed=seed)])
 
 
 def fit_about(
@@ -142,6 +143,6 @@ def fit_about(
     forget = about_items(spec, seed=config.seed)
     negatives = about_negatives(spec, mmlu=mmlu, other_passages=other_passages)
     classifier = about_classifier(spec.names, hardened=hardened, backbone=config.classifier.backbone,
-                                  mode=config.classifier.mode, seed=config.seed)
+                                  mode=config.classifier.mode, seed=config.seed, passage=spec.passage)
     return fit_guard(model, tokenizer, forget, [], config, general=negatives, entities=spec.names,
                      classifier=classifier, progress=progress)

@@ -1,11 +1,13 @@
 """The classifier under attack: one guard classifier for many RWKU people, fitted on prompts derived from
 their names and passages alone (``fitting.about``), then measured on RWKU's probes, which it never saw:
 false-negative rate per level, per level-3 type and per attack of the suite; false-positive rate on held-out
-MMLU questions and on neighbour probes; classifier time per prompt. ``hardened`` (normalisation, fuzzy
-names, augmentation) against the plain classifier (exact names, no augmentation)."""
+MMLU questions and on neighbour probes; classifier time per prompt. ``hardened`` (normalisation, indexed
+names, partial names in context, a lexical classifier, augmentation) against the plain classifier (exact
+names and the MiniLM encoder, no augmentation)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -13,17 +15,22 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ...classifier import hardened_people_classifier
+from ...classifier.augment import nameless_prompts, passage_aliases
 from ...data.attacks import ATTACKS, apply_attack, user_text
+from ...data.items import PromptItem
 from ...data.mmlu import load_mmlu
 from ...data.rwku import RwkuTarget, load_rwku
 from ...fitting.about import AboutSpec, about_classifier, about_items, about_negatives
 from ...fitting.classifier_fit import fit_classifier
 from ...fitting.config import CalibrationConfig, FitConfig
+from ...fitting.entity_negatives import entity_matches
 from ..environment import environment
 from ..saving import SavedReport
 from .prompts import probe_prompt
 
-__all__ = ["ClassifierRun", "RwkuClassifierReport", "fit_people_classifier", "measure_classifier", "mmlu_split"]
+__all__ = ["ClassifierRun", "RwkuClassifierReport", "fit_people_classifier", "measure_classifier", "mmlu_split",
+           "neighbor_prompts"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -31,7 +38,8 @@ Progress = Callable[[str, int, int], None]
 @dataclass
 class ClassifierRun:
     """One classifier's numbers: ``fnr`` by group (``level1``, ``level3/TYPE``, ``attack/NAME``), ``fpr``
-    by negative set, with counts, the threshold, and seconds per prompt (batch of 32)."""
+    by negative set, with counts, the threshold, seconds per prompt (batch of 32) and the machine's load
+    average when it was timed."""
 
     variant: str
     people: int
@@ -43,6 +51,7 @@ class ClassifierRun:
     held_out: dict[str, Any]
     seconds_per_prompt: float
     fit_seconds: float
+    load_average: list[float] = field(default_factory=list)
     wrongly_flagged: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -63,17 +72,26 @@ def mmlu_split(data_dir: str | None) -> tuple[list[str], list[str]]:
 
 
 def fit_people_classifier(targets: Sequence[RwkuTarget], others: Sequence[RwkuTarget], mmlu_train: Sequence[str],
-                          *, hardened: bool, seed: int = 0, progress: Progress | None = None):
+                          *, hardened: bool, reverse_queries: bool = True, seed: int = 0, progress: Progress | None = None):
     """One classifier for every person of ``targets``, from their names and passages (no probe), with
-    negatives from MMLU, the built-in prompts and ``others``' passages."""
+    negatives from MMLU, the built-in prompts and ``others``' passages. ``hardened``: the people classifier
+    (``classifier.people``), with the spellings each passage opens with and nameless questions from the
+    passages among the forget prompts (``reverse_queries``: and signature phrases, see ``classifier.signature``);
+    else exact names next to the MiniLM encoder, no augmentation."""
     specs = [AboutSpec(t.name, (), " ".join(t.passages)) for t in targets]
     forget = [item for spec in specs for item in about_items(spec, seed=seed, augment=hardened)]
     names = [n for spec in specs for n in spec.names]
     negatives = about_negatives(AboutSpec(" / ".join(names), tuple(names)), mmlu=mmlu_train,
                                 other_passages=[" ".join(o.passages) for o in others])
-    classifier = about_classifier(names, hardened=hardened, seed=seed)
-    return fit_classifier(forget, [], FitConfig(seed=seed, calibration=CalibrationConfig(alpha=0.01)),
-                          general=negatives, classifier=classifier, progress=progress)
+    if hardened:
+        forget += [PromptItem(p, source="nameless") for spec in specs
+                   for p in nameless_prompts(spec.passage, spec.names, seed=seed)]
+        classifier = hardened_people_classifier([(s.name, *passage_aliases(s.passage, s.name)) for s in specs],
+                                                reverse_queries=reverse_queries)
+    else:
+        classifier = about_classifier(names, hardened=False, seed=seed)
+    config = FitConfig(seed=seed, calibration=CalibrationConfig(alpha=0.01, entity_negatives="forget"))
+    return fit_classifier(forget, [], config, general=negatives, entities=names, classifier=classifier, progress=progress)
 
 
 def _positives(targets: Sequence[RwkuTarget], attacks: Sequence[str], seed: int, per_target: int | None) -> dict[str, list[str]]:
@@ -91,6 +109,13 @@ def _positives(targets: Sequence[RwkuTarget], attacks: Sequence[str], seed: int,
     return dict(groups)
 
 
+def neighbor_prompts(targets: Sequence[RwkuTarget]) -> list[str]:
+    """The neighbour probes of ``targets``, less those about a person the guard covers itself (Chuck Norris
+    is Bruce Lee's neighbour and an RWKU target: guarding both, his probes are in scope)."""
+    guarded = {t.name.lower() for t in targets}
+    return [probe_prompt(p) for t in targets for p in t.select("neighbor") if p.neighbor.lower() not in guarded]
+
+
 def _seconds_per_prompt(classifier, texts: Sequence[str], batch: int = 32) -> float:
     start = time.perf_counter()
     for i in range(0, len(texts), batch):
@@ -102,12 +127,15 @@ def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu
                        attacks: Sequence[str] | None = None, seed: int = 0, fit_seconds: float = 0.0,
                        latency_prompts: int = 320, attacked_per_target: int | None = None) -> ClassifierRun:
     """FNR of ``fitted`` (a ``ClassifierFit``) on ``targets``' forget probes and attacks (on the first
-    ``attacked_per_target`` level-1/2 probes of each target; all when None), FPR on ``mmlu_eval`` and the
-    neighbour probes; attacks: every registered one when None."""
+    ``attacked_per_target`` level-1/2 probes of each target; all when None), FPR on ``mmlu_eval`` (all, and
+    those naming none of the people: ``mmlu_unnamed``) and the neighbour probes; attacks: every registered
+    one when None."""
     clf, threshold = fitted.classifier, fitted.threshold
     chosen = ATTACKS.names() if attacks is None else attacks
     positives = _positives(targets, chosen, seed, attacked_per_target) if attacks != () else {}
-    negatives = {"mmlu": list(mmlu_eval), "neighbor": [probe_prompt(p) for t in targets for p in t.select("neighbor")]}
+    named = entity_matches(list(mmlu_eval), [t.name for t in targets])
+    negatives = {"mmlu": list(mmlu_eval), "mmlu_unnamed": [q for q, n in zip(mmlu_eval, named) if n is None],
+                 "neighbor": neighbor_prompts(targets)}
     fnr = {g: float(np.mean(clf.predict_proba(texts) < threshold)) for g, texts in positives.items() if texts}
     fpr, wrong = {}, {}
     for g, texts in negatives.items():
@@ -119,7 +147,7 @@ def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu
         positives={g: len(t) for g, t in positives.items()}, fpr=fpr, negatives={g: len(t) for g, t in negatives.items()},
         held_out=fitted.held_out.to_dict() if hasattr(fitted.held_out, "to_dict") else asdict(fitted.held_out),
         seconds_per_prompt=_seconds_per_prompt(clf, list(mmlu_eval)[:latency_prompts]), fit_seconds=fit_seconds,
-        wrongly_flagged=wrong,
+        load_average=[round(x, 2) for x in os.getloadavg()], wrongly_flagged=wrong,
     )
 
 
@@ -127,7 +155,7 @@ def run_rwku_classifier(target_ids: Sequence[int], *, data_dir: str | None, many
                         mmlu_questions: int = 2000, attacked_per_target: int | None = None, seed: int = 0,
                         progress: Progress | None = None, on_run: Callable[[ClassifierRun], None] | None = None,
                         ) -> RwkuClassifierReport:
-    """Plain and hardened classifiers for ``target_ids``; then hardened ones for each people count in
+    """Plain and hardened classifiers (with and without signature phrases) for ``target_ids``; then hardened ones for each people count in
     ``many`` (the first N RWKU targets, FPR and latency only). Passages of ``others`` RWKU targets outside
     the chosen ones are negatives; ``mmlu_questions`` evenly spaced held-out MMLU questions measure the FPR."""
     everyone = load_rwku(None, data_dir)
@@ -135,11 +163,13 @@ def run_rwku_classifier(target_ids: Sequence[int], *, data_dir: str | None, many
     mmlu_train, mmlu_eval = mmlu_split(data_dir)
     mmlu_eval = mmlu_eval[:: max(1, len(mmlu_eval) // mmlu_questions)][:mmlu_questions]
     runs = []
-    for hardened in (False, True):
-        outside = [t for t in everyone if t.id not in set(target_ids)][:others]
+    variants = {"plain": (False, False), "hardened": (True, True), "hardened-no-reverse": (True, False)}
+    outside = [t for t in everyone if t.id not in set(target_ids)][:others]
+    for variant, (hardened, reverse) in variants.items():
         start = time.perf_counter()
-        fitted = fit_people_classifier(chosen, outside, mmlu_train, hardened=hardened, seed=seed, progress=progress)
-        runs.append(measure_classifier("hardened" if hardened else "plain", fitted, chosen, mmlu_eval, seed=seed,
+        fitted = fit_people_classifier(chosen, outside, mmlu_train, hardened=hardened, reverse_queries=reverse,
+                                       seed=seed, progress=progress)
+        runs.append(measure_classifier(variant, fitted, chosen, mmlu_eval, seed=seed,
                                        fit_seconds=time.perf_counter() - start, attacked_per_target=attacked_per_target))
         if on_run is not None:
             on_run(runs[-1])

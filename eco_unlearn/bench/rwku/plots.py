@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from ..saving import png_figure
 
-__all__ = ["plot_attacks", "plot_levels"]
+__all__ = ["plot_attacks", "plot_latency", "plot_levels"]
 
 
 def plot_levels(overall: dict[str, dict[str, Any]], path: str | os.PathLike, title: str) -> None:
@@ -37,4 +37,17 @@ def plot_attacks(runs: Sequence[Any], path: str | os.PathLike) -> None:
         ax.set_yticks([i + 0.4 - height / 2 for i in range(len(groups))], groups, fontsize=7)
         ax.axvline(0.05, ls="--", c="k", lw=0.8)
         ax.set_xlabel("classifier false-negative rate")
+        ax.legend(fontsize=7)
+
+
+def plot_latency(curve: Any, path: str | os.PathLike) -> None:
+    """ms per prompt against the number of people, plain and hardened, log scales, the 5 ms floor dashed."""
+    with png_figure(path, (6, 3.5)) as ax:
+        ax.plot(curve.people, curve.plain_ms_per_prompt, "o-", label="plain (keywords + MiniLM)")
+        ax.plot(curve.people, curve.hardened_ms_per_prompt, "o-", label="hardened (names index + lexical)")
+        ax.axhline(5.0, ls="--", c="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("people in the guard")
+        ax.set_ylabel(f"ms per prompt (batch {curve.batch_size})")
         ax.legend(fontsize=7)
