@@ -57,8 +57,9 @@ def run(
         with progress(f"MMLU {chosen.name}") as report_progress:
             report = run_mcq(config, progress=report_progress)
         paths = write_results(report, str(folder))
-        out.print(markdown_table(report), highlight=False)
-        out.print(f"wrote {paths['json']}, {paths['png']} and {paths['table']}")
+        # soft_wrap: a Markdown table and paths stay whole lines at any width (a pipe, a log file)
+        out.print(markdown_table(report), highlight=False, soft_wrap=True)
+        out.print(f"wrote {paths['json']}, {paths['png']} and {paths['table']}", highlight=False, soft_wrap=True)
 
 
 @app.command("subjects")
@@ -81,7 +82,7 @@ def subjects(
         with progress("subject accuracies") as report_progress:
             found = subject_accuracies(config, progress=report_progress)
         table = subject_table(found["questions"], found["scores"], folder / "subjects.md")
-        out.print(table, highlight=False)
+        out.print(table, highlight=False, soft_wrap=True)
 
 
 @app.command("lm-eval")
@@ -105,5 +106,6 @@ def lm_eval_check(
                               sizes=SampleSizes(focus=focus, other=other), methods=("letters",), batch_size=batch_size)
         result = run_lm_eval_check(config, timing_questions=timing_questions)
         for row in result["rows"]:
-            out.print(row, highlight=False)
-        out.print(f"agreement {result['agreement']}; eco/hf wall time {result['timing_nothing_flagged']['ratio']:.3f}")
+            out.print(row, highlight=False, soft_wrap=True)
+        out.print(f"agreement {result['agreement']}; eco/hf wall time {result['timing_nothing_flagged']['ratio']:.3f}",
+                  highlight=False, soft_wrap=True)

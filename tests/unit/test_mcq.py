@@ -84,6 +84,14 @@ def test_scored_and_training_questions_never_overlap():
     assert len(pool) == 18
 
 
+def test_other_subjects_stop_at_the_boundary_when_only_focus_is_given():
+    questions = [McqQuestion(f"{s}{i}?", ("a", "b"), 0, s) for s in "xyz" for i in range(12)]
+    groups, setting, sizes = by_subject(questions), McqSetting("t", ("x",), ("y",)), SampleSizes(focus=4)
+    scored = scored_questions(groups, setting, sizes)
+    assert [sum(q.subject == s for q in scored) for s in "xyz"] == [4, 4, 4]
+    assert not {question_key(q) for q in scored} & {question_key(q) for q in training_pool(groups, "xyz", sizes)}
+
+
 def test_small_subjects_keep_half_for_training_and_the_pool_interleaves_subjects():
     questions = [McqQuestion(f"{s}{i}?", ("a", "b"), 0, s) for s, n in (("x", 6), ("y", 20)) for i in range(n)]
     groups = by_subject(questions)
