@@ -28,7 +28,7 @@ def _subjects(text: str) -> tuple[str, ...]:
 def run(
     forget_subjects: Optional[str] = typer.Option(None, "--forget-subjects", help="Comma-separated MMLU subjects to forget."),
     related_subjects: str = typer.Option("", "--related-subjects", help="Comma-separated subjects to keep that are closest to them."),
-    setting: Optional[str] = typer.Option(None, "--setting", help="A named setting instead: economics, physics or law."),
+    setting: Optional[str] = typer.Option(None, "--setting", help="A named setting instead: economics, physics, law or above-chance."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the results (default: the setting, or 'custom')."),
     model: str = MODEL,
     data_dir: Optional[Path] = DATA_DIR,
@@ -41,7 +41,9 @@ def run(
     out_dir: Optional[Path] = OUT,
 ) -> None:
     """Score the bare model, fit a guard on unscored questions, score the guarded model; write JSON, PNG, table."""
-    from ..bench.mcq import SETTINGS, McqRunConfig, McqSetting, SampleSizes, markdown_table, run_mcq, write_results
+    from ..bench.mcq import (
+        SETTINGS, McqRunConfig, McqSetting, SampleSizes, load_questions, markdown_table, run_mcq, write_results,
+    )
     from ..errors import DatasetError
 
     quiet_transformers()
@@ -54,6 +56,7 @@ def run(
         config = McqRunConfig(chosen, model=model, data_dir=data_dir, output=folder,
                               sizes=SampleSizes(focus=focus, other=other), methods=_subjects(methods),
                               strength_items=strength_items, budget=budget, batch_size=batch_size)
+        load_questions(config)  # bad data or subjects: one error line, before the progress and the model
         with progress(f"MMLU {chosen.name}") as report_progress:
             report = run_mcq(config, progress=report_progress)
         paths = write_results(report, str(folder))
@@ -73,12 +76,14 @@ def subjects(
 ) -> None:
     """The bare model's accuracy on every subject (what picks subjects it knows, before any fit)."""
     from ..bench.mcq import McqRunConfig, McqSetting, SampleSizes, subject_table, subject_accuracies
+    from ..data.mmlu import load_mmlu
 
     quiet_transformers()
     with errors():
         folder = out_dir or opt.results_path("mcq")
         config = McqRunConfig(McqSetting("subjects", ("-",), ()), model=model, data_dir=data_dir, output=folder,
                               sizes=SampleSizes(other=other), methods=_subjects(methods), batch_size=batch_size)
+        load_mmlu("test", data_dir=data_dir)  # bad data: one error line, before the progress and the model
         with progress("subject accuracies") as report_progress:
             found = subject_accuracies(config, progress=report_progress)
         table = subject_table(found["questions"], found["scores"], folder / "subjects.md")
@@ -87,7 +92,7 @@ def subjects(
 
 @app.command("lm-eval")
 def lm_eval_check(
-    setting: str = typer.Option(..., "--setting", help="A setting already run with `eco-unlearn mcq run` (economics, physics, law)."),
+    setting: str = typer.Option(..., "--setting", help="A named setting already run with `eco-unlearn mcq run` (economics, physics, law, above-chance)."),
     model: str = MODEL,
     data_dir: Optional[Path] = DATA_DIR,
     focus: Optional[int] = FOCUS,

@@ -19,6 +19,7 @@ from eco_unlearn.bench.mcq import (
 )
 from eco_unlearn.bench.mcq.stats import independent_guess_accuracy
 from eco_unlearn.data.mmlu import load_mmlu
+from eco_unlearn.errors import DatasetError
 from eco_unlearn.io import folder_digest
 from test_cli import assert_one_error_line
 
@@ -65,8 +66,8 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def _config(tiny_dir: Path, data_dir: Path, out: Path, **changes) -> McqRunConfig:
-    return McqRunConfig(ECONOMICS, model=str(tiny_dir), data_dir=data_dir, output=out, sizes=SIZES,
-                        strength_items=4, budget=3, batch_size=4, **changes)
+    return McqRunConfig(ECONOMICS, model=str(tiny_dir), data_dir=data_dir, output=out,
+                        **{"sizes": SIZES, "strength_items": 4, "budget": 3, "batch_size": 4, **changes})
 
 
 def _steps(into: list[str]):
@@ -184,6 +185,8 @@ def test_a_second_run_rescores_nothing_and_a_refit_gets_its_own_cache(first_run,
     # a refit (another seed, into a copy of the results) gets a new guarded cache; the bare one is reused
     out = tmp_path / "copy"
     shutil.copytree(config.output, out)
+    with pytest.raises(DatasetError, match="fitted for another split of the questions"):  # it trained on some of these
+        run_mcq(_config(Path(config.model), Path(config.data_dir), out, sizes=SampleSizes(focus=5, other=2)))
     shutil.rmtree(out / "guard-economics")
     refit = _config(Path(config.model), Path(config.data_dir), out, seed=1)
     steps.clear()
