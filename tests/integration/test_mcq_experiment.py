@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from eco_unlearn import load_model
+from eco_unlearn import GuardedModel, load_model
 from eco_unlearn.bench.mcq import (
     FLOORS, SETTINGS, McqRunConfig, SampleSizes, by_subject, guard_items, header, markdown_table, question_key,
-    run_mcq, scored_questions, write_results,
+    run_mcq, score_questions, scored_questions, write_results,
 )
 from eco_unlearn.bench.mcq.stats import independent_guess_accuracy
 from eco_unlearn.data.mmlu import load_mmlu
@@ -237,6 +237,38 @@ def test_lm_eval_check_matches_eco_unlearn_when_nothing_is_flagged(nothing_flagg
     assert timing["questions"] == 2 and [len(timing["seconds"][m]) for m in ("hf", "eco")] == [1, 1]
     assert timing["ratio"] == pytest.approx(sum(timing["seconds"]["eco"]) / sum(timing["seconds"]["hf"]))
     assert json.loads((Path(config.output) / "economics-lm-eval.json").read_text())["agreement"] == result["agreement"]
+
+
+def test_lm_eval_scores_the_letter_tokens_eco_unlearn_scores_when_space_led_letters_split(first_run, tmp_path):
+    """A tokenizer with " A" as two tokens: eco-unlearn scores the bare letter "A" after ``Answer:``, and the
+    lm-eval tasks continue the prompt with "A" too: the choices' log-likelihoods differ as the letters'
+    logits do (with " A" they would differ by the log-probabilities of the letters after the space)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from eco_unlearn.bench.mcq import letter_prefix, task_name, write_lm_eval_tasks
+    from eco_unlearn.bench.mcq.lmeval_run import lm_eval_predictions
+
+    tok = build_tokenizer()
+    assert len(tok(" A", add_special_tokens=False)["input_ids"]) == 2 and letter_prefix(tok) == ""
+    model = build_model(tok, context=512)
+    model.save_pretrained(tmp_path / "model", safe_serialization=True)
+    tok.save_pretrained(tmp_path / "model")
+    questions = _scored(first_run[0])
+    letters = score_questions(GuardedModel(model, tok), questions, methods=("letters",), batch_size=4)["letters"]
+    tasks = write_lm_eval_tasks(questions, tmp_path / "direct", letter_prefix(tok))
+    out = simple_evaluate(model="hf", model_args=f"pretrained={tmp_path / 'model'},device=cpu,dtype=float32,batch_size=4",
+                          tasks=tasks, task_manager=TaskManager(include_path=str(tmp_path / "direct"), include_defaults=False),
+                          log_samples=True, bootstrap_iters=0)
+    for subject in SUBJECTS:
+        members = [q for q in questions if q.subject == subject]
+        for sample in out["samples"][task_name(subject)]:
+            loglik = [float(r[0][0]) for r in sample["resps"]]
+            logits = letters[question_key(members[sample["doc_id"]])].scores
+            assert [x - loglik[0] for x in loglik] == pytest.approx([x - logits[0] for x in logits], abs=1e-3)
+    predictions, _ = lm_eval_predictions(str(tmp_path / "model"), questions, tmp_path / "tasks", batch_size=4)
+    assert 'target_delimiter: ""' in (tmp_path / "tasks" / f"{task_name('astronomy')}.yaml").read_text()
+    assert predictions == {key: score.prediction for key, score in letters.items()}
 
 
 def test_cli_run_subjects_and_lm_eval(cli_main, tiny_dir, data_dir, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from eco_unlearn import GuardedModel
 from eco_unlearn.bench.mcq import (
     SampleSizes, ScoreCache, accuracy, by_subject, cloze_prompt, letter_token_ids, letters_prompt, question_key,
+    letter_prefix,
     score_questions, scored_questions, training_pool,
 )
 from eco_unlearn.bench.mcq.settings import McqSetting
@@ -48,9 +49,9 @@ class _Tokenizer:
 
 def test_letter_tokens_prefer_the_space_led_form_and_fall_back_to_bare_letters():
     spaced = {f" {c}": [10 + i] for i, c in enumerate("ABCD")} | {c: [20 + i] for i, c in enumerate("ABCD")}
-    assert letter_token_ids(_Tokenizer(spaced)) == [10, 11, 12, 13]
+    assert letter_token_ids(_Tokenizer(spaced)) == [10, 11, 12, 13] and letter_prefix(_Tokenizer(spaced)) == " "
     split = {f" {c}": [1, 20 + i] for i, c in enumerate("ABCD")} | {c: [20 + i] for i, c in enumerate("ABCD")}
-    assert letter_token_ids(_Tokenizer(split)) == [20, 21, 22, 23]
+    assert letter_token_ids(_Tokenizer(split)) == [20, 21, 22, 23] and letter_prefix(_Tokenizer(split)) == ""
     with pytest.raises(DatasetError, match="distinct one-token"):
         letter_token_ids(_Tokenizer({k: [1, 2] for k in split}))
 
