@@ -277,6 +277,8 @@ def test_cli_run_subjects_and_lm_eval(cli_main, tiny_dir, data_dir, tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert "| letters | forget | 8 |" in ran.stdout and f"wrote {tmp_path / 'economics.json'}" in ran.stdout
     assert {"economics.json", "economics.png", "economics.md", "guard-economics"} <= {p.name for p in tmp_path.iterdir()}
+    other_split = cli_main("mcq", "run", "--setting", "economics", *common, "--focus-per-subject", "5")
+    assert_one_error_line(other_split, "was fitted for another split of the questions")
     subjects = cli_main("mcq", "subjects", *common, "--other-per-subject", "2", "--batch-size", "4")
     assert subjects.returncode == 0, subjects.stderr
     table = json.loads((tmp_path / "subjects.json").read_text())

@@ -11,6 +11,7 @@ training positives, to chance plus ``tolerance``.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -90,12 +91,20 @@ def guard_items(
 
 
 def load_questions(config: McqRunConfig) -> tuple[dict[str, list[McqQuestion]], list[McqQuestion]]:
-    """The test questions by subject (in their seeded order) and the dev questions; an unknown subject of
-    the setting is a ``DatasetError`` (before any model is loaded)."""
+    """The test questions by subject (in their seeded order) and the dev questions. Bad input is a
+    ``DatasetError`` before any model is loaded: an unknown subject of the setting, or a guard saved under
+    ``config.output`` for another split of the questions (it may have trained on questions this run scores)."""
     groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
     unknown = [s for s in (*config.setting.forget, *config.setting.related) if s not in groups]
     if unknown:
         raise DatasetError(f"unknown MMLU subject(s) {', '.join(unknown)}; known: {', '.join(groups)}")
+    saved = _guard_folder(config) / "guard.json"
+    if saved.is_file():
+        fitted_for = json.loads(saved.read_text()).get("metadata", {}).get("mcq_split")  # absent in older guards
+        if fitted_for is not None and fitted_for != config.split():
+            raise DatasetError(f"the guard in {saved.parent} was fitted for another split of the questions "
+                               f"({fitted_for}), so it may have trained on questions this run scores; "
+                               "give another --out, or delete that folder to refit")
     return groups, load_mmlu("dev", data_dir=config.data_dir)
 
 
@@ -132,12 +141,7 @@ def _fit(config: McqRunConfig, model: Any, tokenizer: Any, groups: dict[str, lis
          dev: list[McqQuestion], progress: Progress | None) -> tuple[Guard, dict[str, Any]]:
     folder = _guard_folder(config)
     if (folder / "guard.json").is_file():
-        guard = Guard.load(folder)
-        fitted_for = guard.metadata.get("mcq_split")  # absent in guards fitted before it was recorded
-        if fitted_for is not None and fitted_for != config.split():
-            raise DatasetError(f"the guard in {folder} was fitted for another split of the questions "
-                               f"({fitted_for}), so it may have trained on questions this run scores; "
-                               "give another --out, or delete that folder to refit")
+        guard = Guard.load(folder)  # load_questions checked that it was fitted for this split
         return guard, guard.metadata.get("fit_report", {})
     forget, retain = guard_items(groups, dev, config.setting, config.sizes, config.negatives_per_other)
     objective = make_objective(
@@ -178,7 +182,7 @@ def run_mcq(config: McqRunConfig, progress: Progress | None = None) -> McqReport
 def saved_scores(config: McqRunConfig) -> tuple[list[McqQuestion], dict, dict, Path]:
     """What ``run_mcq`` left on disk for ``config``: the scored questions, the bare and guarded letters
     scores (``{question_key: QuestionScore}``) and the guard folder."""
-    groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
+    groups, _ = load_questions(config)
     questions = scored_questions(groups, config.setting, config.sizes)
     folder = _guard_folder(config)
     if not (folder / "guard.json").is_file():
