@@ -28,7 +28,8 @@ def _subjects(text: str) -> tuple[str, ...]:
 def run(
     forget_subjects: Optional[str] = typer.Option(None, "--forget-subjects", help="Comma-separated MMLU subjects to forget."),
     related_subjects: str = typer.Option("", "--related-subjects", help="Comma-separated subjects to keep that are closest to them."),
-    setting: Optional[str] = typer.Option(None, "--setting", help="A named setting instead: economics, physics, law or above-chance."),
+    setting: Optional[str] = typer.Option(
+        None, "--setting", help="A named setting instead: economics, physics, law, above-chance."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the results (default: the setting, or 'custom')."),
     model: str = MODEL,
     data_dir: Optional[Path] = DATA_DIR,
@@ -92,7 +93,7 @@ def subjects(
 
 @app.command("lm-eval")
 def lm_eval_check(
-    setting: str = typer.Option(..., "--setting", help="A named setting already run with `eco-unlearn mcq run` (economics, physics, law, above-chance)."),
+    setting: str = typer.Option(..., "--setting", help="A named setting already run by `mcq run`."),
     model: str = MODEL,
     data_dir: Optional[Path] = DATA_DIR,
     focus: Optional[int] = FOCUS,

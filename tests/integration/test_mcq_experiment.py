@@ -133,7 +133,8 @@ def test_report_json_and_table(first_run):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[:3] == [g["method"], g["group"], str(g["original"]["n"])]
         assert cells[3].startswith(f"{100 * g['original']['value']:.1f} [")
-        assert cells[4] == f"{100 * g['original_independent']:.1f}" and cells[6] == f"{100 * g['guarded_independent']:.1f}"
+        assert cells[4] == f"{100 * g['original_independent']:.1f}"
+        assert cells[6] == f"{100 * g['guarded_independent']:.1f}"
         assert cells[8] == f"{100 * g['flagged']['rate']:.1f}" and cells[9] == ("met" if g["floor_met"] else "missed")
 
 
@@ -181,7 +182,8 @@ def test_a_second_run_rescores_nothing_and_a_refit_gets_its_own_cache(first_run,
     again = run_mcq(config, progress=_steps(steps))
     assert not any(s.endswith(": scoring") for s in steps) and "training the classifier" not in steps
     assert {p.name: p.stat().st_mtime_ns for p in cache_dir.iterdir()} == before
-    assert [(g.original, g.guarded, g.flagged) for g in again.groups] == [(g.original, g.guarded, g.flagged) for g in report.groups]
+    measured = lambda r: [(g.original, g.guarded, g.flagged) for g in r.groups]  # noqa: E731
+    assert measured(again) == measured(report)
     # a refit (another seed, into a copy of the results) gets a new guarded cache; the bare one is reused
     out = tmp_path / "copy"
     shutil.copytree(config.output, out)
@@ -257,9 +259,10 @@ def test_lm_eval_scores_the_letter_tokens_eco_unlearn_scores_when_space_led_lett
     questions = _scored(first_run[0])
     letters = score_questions(GuardedModel(model, tok), questions, methods=("letters",), batch_size=4)["letters"]
     tasks = write_lm_eval_tasks(questions, tmp_path / "direct", letter_prefix(tok))
-    out = simple_evaluate(model="hf", model_args=f"pretrained={tmp_path / 'model'},device=cpu,dtype=float32,batch_size=4",
-                          tasks=tasks, task_manager=TaskManager(include_path=str(tmp_path / "direct"), include_defaults=False),
-                          log_samples=True, bootstrap_iters=0)
+    args = f"pretrained={tmp_path / 'model'},device=cpu,dtype=float32,batch_size=4"
+    manager = TaskManager(include_path=str(tmp_path / "direct"), include_defaults=False)
+    out = simple_evaluate(model="hf", model_args=args, tasks=tasks, task_manager=manager, log_samples=True,
+                          bootstrap_iters=0)
     for subject in SUBJECTS:
         members = [q for q in questions if q.subject == subject]
         for sample in out["samples"][task_name(subject)]:
@@ -276,7 +279,8 @@ def test_cli_run_subjects_and_lm_eval(cli_main, tiny_dir, data_dir, tmp_path):
     ran = cli_main("mcq", "run", "--setting", "economics", *common, *SMALL, "--strength-items", "4", "--budget", "3")
     assert ran.returncode == 0, ran.stderr
     assert "| letters | forget | 8 |" in ran.stdout and f"wrote {tmp_path / 'economics.json'}" in ran.stdout
-    assert {"economics.json", "economics.png", "economics.md", "guard-economics"} <= {p.name for p in tmp_path.iterdir()}
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"economics.json", "economics.png", "economics.md", "guard-economics"} <= written
     other_split = cli_main("mcq", "run", "--setting", "economics", *common, "--focus-per-subject", "5")
     assert_one_error_line(other_split, "was fitted for another split of the questions")
     subjects = cli_main("mcq", "subjects", *common, "--other-per-subject", "2", "--batch-size", "4")
@@ -299,7 +303,7 @@ def test_cli_run_subjects_and_lm_eval(cli_main, tiny_dir, data_dir, tmp_path):
         (["run", "--setting", "nosuch"], "unknown MMLU setting 'nosuch'"),
         (["run", "--forget-subjects", "nosuch"], "unknown MMLU subject(s) nosuch; known: astronomy"),
         (["run", "--forget-subjects", "astronomy", "--related-subjects", "astronomy"], "both forgotten and related"),
-        (["run", "--setting", "economics", "--forget-subjects", "astronomy"], "give either --setting or --forget-subjects"),
+        (["run", "--setting", "economics", "--forget-subjects", "astronomy"], "give either --setting or --forget"),
         (["run", "--setting", "economics", "--methods", "guess"], "unknown scoring method(s) guess"),
         (["run", "--setting", "economics", "--focus-per-subject", "2", "--other-per-subject", "3"], "lower 'other'"),
         (["subjects", "--data-dir", "/nonexistent/data"], "no mmlu data in /nonexistent/data (--data-dir)"),
@@ -309,7 +313,7 @@ def test_cli_run_subjects_and_lm_eval(cli_main, tiny_dir, data_dir, tmp_path):
 )
 def test_bad_input_gets_one_clear_error_line(cli_main, tiny_dir, data_dir, tmp_path, args, message):
     given = set(args)
-    defaults = [flag_value for flag, value in (("--model", tiny_dir), ("--data-dir", data_dir), ("--out", tmp_path / "out"))
-                if flag not in given for flag_value in (flag, str(value))]
+    fill = (("--model", tiny_dir), ("--data-dir", data_dir), ("--out", tmp_path / "out"))
+    defaults = [arg for flag, value in fill if flag not in given for arg in (flag, str(value))]
     assert_one_error_line(cli_main("mcq", *args, *defaults), message)
     assert not any(tmp_path.rglob("*.jsonl"))  # bad input is refused before anything is scored

@@ -12,6 +12,7 @@ from .stats import Accuracy, FlagRates, accuracy
 __all__ = [
     "FLOORS", "LETTERS", "METHODS", "SETTINGS", "Accuracy", "FlagRates", "McqReport", "McqRunConfig", "McqSetting",
     "QuestionScore", "SampleSizes", "ScoreCache", "accuracy", "by_subject", "cloze_prompt", "guard_items", "header",
-    "letter_prefix", "letter_token_ids", "letters_prompt", "load_questions", "markdown_table", "question_key", "run_mcq", "score_questions",
-    "scored_questions", "subject_accuracies", "subject_table", "task_name", "training_pool", "write_lm_eval_tasks", "write_results",
+    "letter_prefix", "letter_token_ids", "letters_prompt", "load_questions", "markdown_table", "question_key",
+    "run_mcq", "score_questions", "scored_questions", "subject_accuracies", "subject_table", "task_name",
+    "training_pool", "write_lm_eval_tasks", "write_results",
 ]

@@ -61,6 +61,7 @@ def write_lm_eval_tasks(questions: Sequence[McqQuestion], folder: str | os.PathL
         rows = [{"prompt": letters_prompt(q), "letters": list(LETTERS[: len(q.choices)]), "answer": q.answer,
                  "subject": q.subject} for q in items]
         atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        atomic_write_text(folder / f"{name}.yaml", _YAML.format(task=name, data=json.dumps(str(data)), delimiter=json.dumps(prefix)))
+        task = _YAML.format(task=name, data=json.dumps(str(data)), delimiter=json.dumps(prefix))
+        atomic_write_text(folder / f"{name}.yaml", task)
         names.append(name)
     return names
