@@ -28,7 +28,8 @@ def _subjects(text: str) -> tuple[str, ...]:
 def run(
     forget_subjects: Optional[str] = typer.Option(None, "--forget-subjects", help="Comma-separated MMLU subjects to forget."),
     related_subjects: str = typer.Option("", "--related-subjects", help="Comma-separated subjects to keep that are closest to them."),
-    setting: Optional[str] = typer.Option(None, "--setting", help="A named setting instead: economics, physics or law."),
+    setting: Optional[str] = typer.Option(
+        None, "--setting", help="A named setting instead: economics, physics, law, above-chance."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the results (default: the setting, or 'custom')."),
     model: str = MODEL,
     data_dir: Optional[Path] = DATA_DIR,
@@ -41,7 +42,9 @@ def run(
     out_dir: Optional[Path] = OUT,
 ) -> None:
     """Score the bare model, fit a guard on unscored questions, score the guarded model; write JSON, PNG, table."""
-    from ..bench.mcq import SETTINGS, McqRunConfig, McqSetting, SampleSizes, markdown_table, run_mcq, write_results
+    from ..bench.mcq import (
+        SETTINGS, McqRunConfig, McqSetting, SampleSizes, load_questions, markdown_table, run_mcq, write_results,
+    )
     from ..errors import DatasetError
 
     quiet_transformers()
@@ -54,11 +57,13 @@ def run(
         config = McqRunConfig(chosen, model=model, data_dir=data_dir, output=folder,
                               sizes=SampleSizes(focus=focus, other=other), methods=_subjects(methods),
                               strength_items=strength_items, budget=budget, batch_size=batch_size)
+        load_questions(config)  # bad data or subjects: one error line, before the progress and the model
         with progress(f"MMLU {chosen.name}") as report_progress:
             report = run_mcq(config, progress=report_progress)
         paths = write_results(report, str(folder))
-        out.print(markdown_table(report), highlight=False)
-        out.print(f"wrote {paths['json']}, {paths['png']} and {paths['table']}")
+        # soft_wrap: a Markdown table and paths stay whole lines at any width (a pipe, a log file)
+        out.print(markdown_table(report), highlight=False, soft_wrap=True)
+        out.print(f"wrote {paths['json']}, {paths['png']} and {paths['table']}", highlight=False, soft_wrap=True)
 
 
 @app.command("subjects")
@@ -72,21 +77,23 @@ def subjects(
 ) -> None:
     """The bare model's accuracy on every subject (what picks subjects it knows, before any fit)."""
     from ..bench.mcq import McqRunConfig, McqSetting, SampleSizes, subject_table, subject_accuracies
+    from ..data.mmlu import load_mmlu
 
     quiet_transformers()
     with errors():
         folder = out_dir or opt.results_path("mcq")
         config = McqRunConfig(McqSetting("subjects", ("-",), ()), model=model, data_dir=data_dir, output=folder,
                               sizes=SampleSizes(other=other), methods=_subjects(methods), batch_size=batch_size)
+        load_mmlu("test", data_dir=data_dir)  # bad data: one error line, before the progress and the model
         with progress("subject accuracies") as report_progress:
             found = subject_accuracies(config, progress=report_progress)
         table = subject_table(found["questions"], found["scores"], folder / "subjects.md")
-        out.print(table, highlight=False)
+        out.print(table, highlight=False, soft_wrap=True)
 
 
 @app.command("lm-eval")
 def lm_eval_check(
-    setting: str = typer.Option(..., "--setting", help="A setting already run with `eco-unlearn mcq run` (economics, physics, law)."),
+    setting: str = typer.Option(..., "--setting", help="A named setting already run by `mcq run`."),
     model: str = MODEL,
     data_dir: Optional[Path] = DATA_DIR,
     focus: Optional[int] = FOCUS,
@@ -106,7 +113,8 @@ def lm_eval_check(
                               sizes=SampleSizes(focus=focus, other=other), methods=("letters",), batch_size=batch_size)
         result = run_lm_eval_check(config, timing_questions=timing_questions, repeats=repeats)
         for row in result["rows"]:
-            out.print(row, highlight=False)
+            out.print(row, highlight=False, soft_wrap=True)
         timing = result["timing_nothing_flagged"]
         out.print(f"agreement {result['agreement']}; eco/hf wall time "
-                  + (f"{timing['ratio']:.3f} (median of {timing.get('repeats', len(timing['seconds']['hf']))} pairs)" if timing else "not measured"))
+                  + (f"{timing['ratio']:.3f} (median of {timing.get('repeats', len(timing['seconds']['hf']))} pairs)"
+                     if timing else "not measured"), highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ import pytest
 from eco_unlearn import GuardedModel
 from eco_unlearn.bench.mcq import (
     SampleSizes, ScoreCache, accuracy, by_subject, cloze_prompt, letter_token_ids, letters_prompt, question_key,
+    letter_prefix,
     score_questions, scored_questions, training_pool,
 )
 from eco_unlearn.bench.mcq.settings import McqSetting
@@ -48,9 +49,9 @@ class _Tokenizer:
 
 def test_letter_tokens_prefer_the_space_led_form_and_fall_back_to_bare_letters():
     spaced = {f" {c}": [10 + i] for i, c in enumerate("ABCD")} | {c: [20 + i] for i, c in enumerate("ABCD")}
-    assert letter_token_ids(_Tokenizer(spaced)) == [10, 11, 12, 13]
+    assert letter_token_ids(_Tokenizer(spaced)) == [10, 11, 12, 13] and letter_prefix(_Tokenizer(spaced)) == " "
     split = {f" {c}": [1, 20 + i] for i, c in enumerate("ABCD")} | {c: [20 + i] for i, c in enumerate("ABCD")}
-    assert letter_token_ids(_Tokenizer(split)) == [20, 21, 22, 23]
+    assert letter_token_ids(_Tokenizer(split)) == [20, 21, 22, 23] and letter_prefix(_Tokenizer(split)) == ""
     with pytest.raises(DatasetError, match="distinct one-token"):
         letter_token_ids(_Tokenizer({k: [1, 2] for k in split}))
 
@@ -82,6 +83,14 @@ def test_scored_and_training_questions_never_overlap():
     pool = training_pool(groups, ["x", "y", "z"], sizes)
     assert not {question_key(q) for q in scored} & {question_key(q) for q in pool}
     assert len(pool) == 18
+
+
+def test_other_subjects_stop_at_the_boundary_when_only_focus_is_given():
+    questions = [McqQuestion(f"{s}{i}?", ("a", "b"), 0, s) for s in "xyz" for i in range(12)]
+    groups, setting, sizes = by_subject(questions), McqSetting("t", ("x",), ("y",)), SampleSizes(focus=4)
+    scored = scored_questions(groups, setting, sizes)
+    assert [sum(q.subject == s for q in scored) for s in "xyz"] == [4, 4, 4]
+    assert not {question_key(q) for q in scored} & {question_key(q) for q in training_pool(groups, "xyz", sizes)}
 
 
 def test_small_subjects_keep_half_for_training_and_the_pool_interleaves_subjects():

@@ -6,6 +6,8 @@ with weights. Nothing here touches the network or the real SmolLM2/Gemma models.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from eco_unlearn import CorruptionSpec, Guard, KeywordClassifier, Target, fingerprint
@@ -41,8 +43,9 @@ SENTENCES = [
 ] * 3
 
 
-def build_tokenizer():
-    """Byte-level BPE (~360 tokens) trained in memory, wrapped as a fast ChatML tokenizer."""
+def build_tokenizer(extra: Sequence[str] = ()):
+    """Byte-level BPE (~360 tokens) trained in memory on ``SENTENCES`` (and ``extra``), wrapped as a fast
+    ChatML tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -57,7 +60,7 @@ def build_tokenizer():
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(SENTENCES, trainer)
+    backend.train_from_iterator([*SENTENCES, *extra], trainer)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<|im_start|>",

@@ -11,9 +11,10 @@ training positives, to chance plus ``tolerance``.
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +33,7 @@ from .report import McqReport, build_report
 from .scoring import METHODS, ScoreCache, question_key, score_questions
 from .settings import McqSetting, SampleSizes, by_subject, scored_questions, training_pool
 
-__all__ = ["McqRunConfig", "guard_items", "run_mcq", "saved_scores", "subject_accuracies"]
+__all__ = ["McqRunConfig", "guard_items", "load_questions", "run_mcq", "saved_scores", "subject_accuracies"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -61,6 +62,16 @@ class McqRunConfig:
             raise DatasetError("a subject cannot be both forgotten and related; list it once")
         if not self.setting.forget:
             raise DatasetError("give at least one forget subject (--forget-subjects)")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise DatasetError(f"unknown scoring method(s) {', '.join(unknown) or '(none given)'}; "
+                               f"choose from {', '.join(METHODS)}")
+
+    def split(self) -> dict[str, Any]:
+        """What decides which questions are scored and which train the guard: a guard fitted for another
+        split may have trained on questions this one scores."""
+        return {"forget": list(self.setting.forget), "related": list(self.setting.related), **asdict(self.sizes),
+                "negatives_per_other": self.negatives_per_other}
 
 
 def _item(q: McqQuestion) -> PromptItem:
@@ -77,6 +88,24 @@ def guard_items(
     retain = [q for q in dev if q.subject not in setting.forget] + training_pool(groups, setting.related, sizes)
     retain += [q for s in others for q in training_pool(groups, [s], sizes)[:negatives_per_other]]
     return [_item(q) for q in forget], [_item(q) for q in retain]
+
+
+def load_questions(config: McqRunConfig) -> tuple[dict[str, list[McqQuestion]], list[McqQuestion]]:
+    """The test questions by subject (in their seeded order) and the dev questions. Bad input is a
+    ``DatasetError`` before any model is loaded: an unknown subject of the setting, or a guard saved under
+    ``config.output`` for another split of the questions (it may have trained on questions this run scores)."""
+    groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
+    unknown = [s for s in (*config.setting.forget, *config.setting.related) if s not in groups]
+    if unknown:
+        raise DatasetError(f"unknown MMLU subject(s) {', '.join(unknown)}; known: {', '.join(groups)}")
+    saved = _guard_folder(config) / "guard.json"
+    if saved.is_file():
+        fitted_for = json.loads(saved.read_text()).get("metadata", {}).get("mcq_split")  # absent in older guards
+        if fitted_for is not None and fitted_for != config.split():
+            raise DatasetError(f"the guard in {saved.parent} was fitted for another split of the questions "
+                               f"({fitted_for}), so it may have trained on questions this run scores; "
+                               "give another --out, or delete that folder to refit")
+    return groups, load_mmlu("dev", data_dir=config.data_dir)
 
 
 def _guard_folder(config: McqRunConfig) -> Path:
@@ -112,7 +141,7 @@ def _fit(config: McqRunConfig, model: Any, tokenizer: Any, groups: dict[str, lis
          dev: list[McqQuestion], progress: Progress | None) -> tuple[Guard, dict[str, Any]]:
     folder = _guard_folder(config)
     if (folder / "guard.json").is_file():
-        guard = Guard.load(folder)
+        guard = Guard.load(folder)  # load_questions checked that it was fitted for this split
         return guard, guard.metadata.get("fit_report", {})
     forget, retain = guard_items(groups, dev, config.setting, config.sizes, config.negatives_per_other)
     objective = make_objective(
@@ -123,6 +152,7 @@ def _fit(config: McqRunConfig, model: Any, tokenizer: Any, groups: dict[str, lis
     fit_config = FitConfig(name=config.setting.name, seed=config.seed, chat=False,
                            search=SearchConfig(budget=config.budget))
     result = fit_guard(model, tokenizer, forget, retain, fit_config, objective=objective, progress=progress)
+    result.guard.metadata["mcq_split"] = config.split()
     result.guard.save(folder)
     return result.guard, result.report.to_dict()
 
@@ -130,12 +160,8 @@ def _fit(config: McqRunConfig, model: Any, tokenizer: Any, groups: dict[str, lis
 def run_mcq(config: McqRunConfig, progress: Progress | None = None) -> McqReport:
     """The whole experiment for ``config.setting``; results (and per-question caches) under ``config.output``."""
     started = time.perf_counter()
+    groups, dev = load_questions(config)
     model, tokenizer = load_model(config.model)
-    groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
-    dev = load_mmlu("dev", data_dir=config.data_dir)
-    unknown = [s for s in (*config.setting.forget, *config.setting.related) if s not in groups]
-    if unknown:
-        raise DatasetError(f"unknown MMLU subject(s) {', '.join(unknown)}; known: {', '.join(groups)}")
     questions = scored_questions(groups, config.setting, config.sizes)
     bare = GuardedModel(model, tokenizer)
     original_cache = _caches(config)
@@ -156,7 +182,7 @@ def run_mcq(config: McqRunConfig, progress: Progress | None = None) -> McqReport
 def saved_scores(config: McqRunConfig) -> tuple[list[McqQuestion], dict, dict, Path]:
     """What ``run_mcq`` left on disk for ``config``: the scored questions, the bare and guarded letters
     scores (``{question_key: QuestionScore}``) and the guard folder."""
-    groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
+    groups, _ = load_questions(config)
     questions = scored_questions(groups, config.setting, config.sizes)
     folder = _guard_folder(config)
     if not (folder / "guard.json").is_file():

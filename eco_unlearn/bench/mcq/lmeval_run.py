@@ -17,6 +17,7 @@ from ...models import EMBEDDED_MODELS, resolve_embedded
 from ..environment import environment
 from ..saving import SavedReport
 from .lmeval_tasks import task_name, write_lm_eval_tasks
+from .prompts import letter_prefix
 from .scoring import QuestionScore, question_key
 
 __all__ = ["LmEvalComparison", "compare_with_lm_eval", "lm_eval_predictions", "run_lm_eval_check", "time_hf_and_eco"]
@@ -34,10 +35,12 @@ def lm_eval_predictions(
     require("lm_eval", "lmeval", "running lm-evaluation-harness")
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
+    from transformers import AutoTokenizer
 
     from ...integrations import lm_eval as _registered  # noqa: F401  # registers the eco model
 
-    tasks = write_lm_eval_tasks(questions, folder)
+    prefix = letter_prefix(AutoTokenizer.from_pretrained(_pretrained(model)), max(len(q.choices) for q in questions))
+    tasks = write_lm_eval_tasks(questions, folder, prefix)
     args = f"pretrained={_pretrained(model)},device=cpu,dtype=float32,batch_size={batch_size}"
     started = time.perf_counter()
     out = simple_evaluate(model="eco" if guard else "hf", model_args=args + (f",guard={guard}" if guard else ""),

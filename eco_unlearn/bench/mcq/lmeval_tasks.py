@@ -3,8 +3,9 @@ task per subject, loaded with lm-eval's ``json`` dataset builder (no hub access)
 ``--include_path``.
 
 Each document carries its whole prompt, so the context lm-eval builds is exactly eco-unlearn's
-``letters_prompt`` and its ``acc`` (the likeliest of the continuations " A", " B", ...) is the
-letters prediction: the two tools score the same tokens.
+``letters_prompt``, and its ``acc`` (the likeliest of the continuations " A", " B", ..., or "A", "B", ...
+for a tokenizer without one-token space-led letters: ``letter_prefix``) is the letters prediction: the
+two tools score the same tokens.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ output_type: multiple_choice
 doc_to_text: "{{{{prompt}}}}"
 doc_to_choice: "{{{{letters}}}}"
 doc_to_target: answer
-target_delimiter: " "
+target_delimiter: {delimiter}
 metric_list:
   - metric: acc
     aggregation: mean
@@ -46,8 +47,9 @@ def task_name(subject: str) -> str:
     return TASK_PREFIX + (subject or "questions")
 
 
-def write_lm_eval_tasks(questions: Sequence[McqQuestion], folder: str | os.PathLike) -> list[str]:
-    """Write one task per subject of ``questions`` into ``folder``; returns the task names, sorted."""
+def write_lm_eval_tasks(questions: Sequence[McqQuestion], folder: str | os.PathLike, prefix: str = " ") -> list[str]:
+    """Write one task per subject of ``questions`` into ``folder``, each letter continuing the prompt after
+    ``prefix`` (the model's ``letter_prefix``); returns the task names, sorted."""
     folder = Path(folder).resolve()
     by_subject: dict[str, list[McqQuestion]] = {}
     for q in questions:
@@ -59,6 +61,7 @@ def write_lm_eval_tasks(questions: Sequence[McqQuestion], folder: str | os.PathL
         rows = [{"prompt": letters_prompt(q), "letters": list(LETTERS[: len(q.choices)]), "answer": q.answer,
                  "subject": q.subject} for q in items]
         atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        atomic_write_text(folder / f"{name}.yaml", _YAML.format(task=name, data=json.dumps(str(data))))
+        task = _YAML.format(task=name, data=json.dumps(str(data)), delimiter=json.dumps(prefix))
+        atomic_write_text(folder / f"{name}.yaml", task)
         names.append(name)
     return names

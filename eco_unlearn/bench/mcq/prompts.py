@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from ...data.mmlu import McqQuestion
 from ...errors import DatasetError
 
-__all__ = ["LETTERS", "cloze_prompt", "header", "letter_token_ids", "letters_prompt"]
+__all__ = ["LETTERS", "cloze_prompt", "header", "letter_prefix", "letter_token_ids", "letters_prompt"]
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -48,8 +48,8 @@ def cloze_prompt(question: McqQuestion) -> str:
     return f"{header(question)}{question.question.strip()}\nAnswer:"
 
 
-def letter_token_ids(tokenizer: Any, n: int = 4) -> list[int]:
-    """The token of each of the first ``n`` answer letters as it follows ``Answer:``.
+def letter_prefix(tokenizer: Any, n: int = 4) -> str:
+    """What precedes each answer letter as the token that follows ``Answer:``: " " or "".
 
     Tokenizers differ: most encode " A" (a space and the letter) as one token, which is what follows
     ``Answer:`` in text; some split it, and then the bare letter "A" is the token the model predicts.
@@ -59,5 +59,11 @@ def letter_token_ids(tokenizer: Any, n: int = 4) -> list[int]:
     for prefix in (" ", ""):
         ids: Sequence[list[int]] = [tokenizer(prefix + c, add_special_tokens=False)["input_ids"] for c in letters]
         if all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == n:
-            return [i[0] for i in ids]
+            return prefix
     raise DatasetError("this tokenizer gives the answer letters no distinct one-token forms; score by choice likelihood only")
+
+
+def letter_token_ids(tokenizer: Any, n: int = 4) -> list[int]:
+    """The token of each of the first ``n`` answer letters as it follows ``Answer:`` (``letter_prefix``)."""
+    prefix = letter_prefix(tokenizer, n)
+    return [tokenizer(prefix + c, add_special_tokens=False)["input_ids"][0] for c in LETTERS[:n]]

@@ -56,6 +56,7 @@ class McqReport(SavedReport):
     fit: dict[str, Any]
     model_fingerprint: dict[str, Any]
     seconds: float
+    seed: int = 0  # the fit's (splits, classifier, noise); the questions' order is seeded by ``sizes["seed"]``
     environment: dict[str, Any] = field(default_factory=environment)
     benchmark: ClassVar[str] = "mcq"
 
@@ -97,7 +98,7 @@ def build_report(config: "McqRunConfig", questions: list[McqQuestion], original:
             row[f"original_{method}"] = asdict(accuracy(_correct(members, original[method])))
             row[f"guarded_{method}"] = asdict(accuracy(_correct(members, guarded[method])))
     return McqReport(asdict(setting), config.model, asdict(config.sizes), strength, groups, subjects, fit,
-                     model_fingerprint, seconds)
+                     model_fingerprint, seconds, seed=config.seed)
 
 
 def markdown_table(report: McqReport) -> str:

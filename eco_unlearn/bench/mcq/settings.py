@@ -90,8 +90,8 @@ def scored_questions(groups: dict[str, list[McqQuestion]], setting: McqSetting |
     for subject, items in groups.items():
         limit = boundary(len(items), sizes)
         n = limit if setting is not None and setting.role(subject) != "other" else sizes.other
-        if n is not None and limit is not None:
-            n = min(n, limit)
+        if limit is not None:  # past the boundary lies the training pool, whatever the other sample's size
+            n = limit if n is None else min(n, limit)
         out.extend(items if n is None else items[:n])
     return out
 
