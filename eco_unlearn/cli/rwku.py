@@ -68,6 +68,26 @@ def run(
         out.print(f"{report.seconds / 60:.1f} min; report.json and answers.jsonl in {config.output}")
 
 
+@app.command("people")
+def people(
+    targets: str = typer.Option(..., "--targets", help="RWKU target ids: 4,6,65 or 1-10."),
+    data_dir: Optional[Path] = DATA_DIR,
+    output: Path = typer.Option(..., "--out", "-o", help="The people file to write (JSON Lines), for `eco-unlearn fit --people`."),
+) -> None:
+    """Write a people file from RWKU targets' names, intros and passages (never their probes)."""
+    import json
+
+    from ..data.rwku import load_rwku
+    from ..fitting.about import rwku_people
+    from ..io import atomic_write_text
+
+    with errors():
+        specs = rwku_people(load_rwku(targets, str(data_dir) if data_dir else None))
+        lines = [json.dumps({"name": s.name, "aliases": list(s.aliases), "passage": s.passage}) for s in specs]
+        atomic_write_text(output, "\n".join(lines) + "\n")
+        out.print(f"{len(specs)} people ({', '.join(s.name for s in specs)}) written to {output}")
+
+
 @app.command("attacks")
 def attacks(
     targets: str = typer.Option("1-10", "--targets", help="The people one guard covers (RWKU ids)."),

@@ -1,18 +1,25 @@
-"""Guards from what a user has: a person's name, its other spellings, and a text about them.
+"""Guards from what a user has: a person's name, its other spellings, and a text about them; or several
+people in one guard.
 
 ``about_items`` derives forget prompts with no hand-written examples: questions about the person from
 templates over every name, cloze prompts over the passage's sentences (a fact with its key phrase blanked,
 the phrase as the reference answer, so the strength search has an objective), and attack rewrites of both
 (augmentation). ``about_negatives`` gathers negatives: the built-in everyday prompts, MMLU questions,
 the same templates about other people, and sentences of other people's passages. ``fit_about`` feeds
-them to ``fit_guard`` with a classifier hardened against character tricks."""
+them to ``fit_guard`` with a classifier hardened against character tricks; given several people it fits
+one target for all of them (one classifier, every name an entity, one strength). ``read_people`` reads
+people from a JSON Lines file, ``rwku_people`` makes them from RWKU targets' names and texts (never their
+probes)."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from ..classifier import AnyOfClassifier, EncoderClassifier, PromptClassifier
 from ..classifier.fuzzy import FuzzyNameClassifier
@@ -22,7 +29,13 @@ from ..data.items import ItemsError, PromptItem, general_prompts
 from .config import FitConfig
 from .pipeline import FitResult, fit_guard
 
-__all__ = ["AboutSpec", "about_classifier", "about_items", "about_negatives", "fit_about", "OTHER_PEOPLE"]
+if TYPE_CHECKING:
+    from ..data.rwku import RwkuTarget
+
+__all__ = [
+    "AboutSpec", "People", "about_classifier", "about_items", "about_negatives", "as_people", "fit_about",
+    "people_items", "read_people", "rwku_people", "OTHER_PEOPLE",
+]
 
 QUESTIONS = (
     "Who is {name}?", "Tell me about {name}.", "What is {name} best known for?", "When was {name} born?",
@@ -67,6 +80,32 @@ class AboutSpec:
         return tuple(dict.fromkeys(n.strip() for n in (self.name, *self.aliases) if n.strip()))
 
 
+People = Union[AboutSpec, Sequence[AboutSpec]]
+"""One person or several: what ``fit_about`` and ``about_negatives`` take."""
+
+
+def as_people(people: People) -> tuple[AboutSpec, ...]:
+    """``people`` as a tuple of specs; none, or one name given twice, is refused."""
+    specs = (people,) if isinstance(people, AboutSpec) else tuple(people)
+    if not specs:
+        raise ItemsError("--about needs at least one person")
+    if not all(isinstance(s, AboutSpec) for s in specs):
+        raise ItemsError(f"people must be AboutSpec objects, not {[type(s).__name__ for s in specs]}")
+    owners: dict[str, int] = {}
+    for i, spec in enumerate(specs):
+        for name in spec.names:
+            j = owners.setdefault(name.lower(), i)
+            if j != i:
+                raise ItemsError(f"the name {name!r} is given for {specs[j].name!r} and again for {spec.name!r}; "
+                                 "give each person once, with all their names")
+    return specs
+
+
+def people_names(people: People) -> tuple[str, ...]:
+    """Every name and alias of ``people``, in order, once each."""
+    return tuple(dict.fromkeys(n for spec in as_people(people) for n in spec.names))
+
+
 def _cloze(sentence: str, names: Sequence[str]) -> PromptItem | None:
     """The sentence with its last key phrase (a number or capitalised phrase that is no name) blanked."""
     lowered = [n.lower() for n in names]
@@ -91,7 +130,7 @@ def about_items(spec: AboutSpec, *, seed: int = 0, augment: bool = True) -> list
             sentence = f"About {spec.name}: {sentence}"
         item = _cloze(sentence, spec.names)
         if item is not None:
-            facts.append(PromptItem(f"Complete the blank: {item.prompt}", answer=item.answer, source="passage"))
+            facts.append(PromptItem(f"Complete the blank: {item.prompt}\nAnswer:", answer=item.answer, source="passage"))
         if len(facts) >= spec.max_facts:
             break
     items += facts
@@ -106,13 +145,18 @@ def about_items(spec: AboutSpec, *, seed: int = 0, augment: bool = True) -> list
     return items
 
 
+def people_items(people: People, *, seed: int = 0, augment: bool = True) -> list[PromptItem]:
+    """``about_items`` of every person (the i-th with seed ``seed + i``), one list."""
+    return [item for i, spec in enumerate(as_people(people)) for item in about_items(spec, seed=seed + i, augment=augment)]
+
+
 def about_negatives(
-    spec: AboutSpec, *, mmlu: Sequence[str] = (), other_passages: Sequence[str] = (), max_passage_sentences: int = 200,
+    spec: People, *, mmlu: Sequence[str] = (), other_passages: Sequence[str] = (), max_passage_sentences: int = 200,
 ) -> list[PromptItem]:
-    """Negatives for ``spec``: the built-in everyday prompts, ``mmlu`` questions, the question templates
-    about other people, and sentences of ``other_passages`` (texts about other people). Anything naming
-    the person is left out."""
-    names = [n.lower() for n in spec.names]
+    """Negatives for ``spec`` (one person or several): the built-in everyday prompts, ``mmlu`` questions,
+    the question templates about other people, and sentences of ``other_passages`` (texts about other
+    people). Anything naming one of the people is left out."""
+    names = [n.lower() for n in people_names(spec)]
     others = [p for p in OTHER_PEOPLE if p.lower() not in names]
     texts = [i.prompt for i in general_prompts()] + list(mmlu)
     texts += [q.format(name=p) for p in others for q in QUESTIONS[:6]]
@@ -134,14 +178,87 @@ def about_classifier(names: Sequence[str], *, hardened: bool = True, backbone: s
 
 
 def fit_about(
-    model: Any, tokenizer: Any, spec: AboutSpec, config: FitConfig | None = None, *, mmlu: Sequence[str] = (),
+    model: Any, tokenizer: Any, spec: People, config: FitConfig | None = None, *, mmlu: Sequence[str] = (),
     other_passages: Sequence[str] = (), hardened: bool = True, progress: Any = None,
 ) -> FitResult:
-    """``fit_guard`` on prompts derived from ``spec`` alone (see the module docstring)."""
-    config = config or FitConfig(name=spec.name)
-    forget = about_items(spec, seed=config.seed)
-    negatives = about_negatives(spec, mmlu=mmlu, other_passages=other_passages)
-    classifier = about_classifier(spec.names, hardened=hardened, backbone=config.classifier.backbone,
+    """``fit_guard`` on prompts derived from ``spec`` alone (see the module docstring): one person, or
+    several in one target (one classifier over every name, every name an entity, one strength searched
+    on all their cloze facts). The target is named after the person, or ``people`` for several, unless
+    ``config`` names it."""
+    specs = as_people(spec)
+    default_name = specs[0].name if len(specs) == 1 else "people"
+    config = config or FitConfig(name=default_name)
+    if config.name == FitConfig().name:
+        config = config.updated(name=default_name)
+    names = people_names(specs)
+    forget = people_items(specs, seed=config.seed)
+    negatives = about_negatives(specs, mmlu=mmlu, other_passages=other_passages)
+    classifier = about_classifier(names, hardened=hardened, backbone=config.classifier.backbone,
                                   mode=config.classifier.mode, seed=config.seed)
-    return fit_guard(model, tokenizer, forget, [], config, general=negatives, entities=spec.names,
+    return fit_guard(model, tokenizer, forget, [], config, general=negatives, entities=names,
                      classifier=classifier, progress=progress)
+
+
+def _string_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ItemsError(f"{where}: 'aliases' must be a string or a list of strings")
+    return tuple(value)
+
+
+def read_people(path: str | os.PathLike) -> list[AboutSpec]:
+    """People from a JSON Lines file, one object a line: ``name``; optionally ``aliases`` (a list),
+    ``passage`` (the text itself) or ``passage_file`` (a path, relative to the file's folder)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
+    except OSError as exc:
+        raise ItemsError(f"cannot read the people file {path}: {exc.strerror or exc}") from None
+    people = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ItemsError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise ItemsError(f"{where}: expected an object with a 'name', got {type(row).__name__}")
+        unknown = sorted(set(row) - {"name", "aliases", "passage", "passage_file"})
+        if unknown:
+            raise ItemsError(f"{where}: unknown field(s) {', '.join(unknown)}; use name, aliases, passage or passage_file")
+        name = row.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ItemsError(f"{where}: 'name' must be a non-empty string")
+        if "passage" in row and "passage_file" in row:
+            raise ItemsError(f"{where}: give 'passage' or 'passage_file', not both")
+        passage = row.get("passage", "")
+        if "passage_file" in row:
+            file = row["passage_file"]
+            if not isinstance(file, str) or not file.strip():
+                raise ItemsError(f"{where}: 'passage_file' must be a path")
+            try:
+                passage = (path.parent / file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ItemsError(f"{where}: cannot read passage_file {file}: {exc.strerror or exc}") from None
+        if not isinstance(passage, str):
+            raise ItemsError(f"{where}: 'passage' must be a string")
+        people.append(AboutSpec(name.strip(), _string_list(row.get("aliases"), where), passage))
+    if not people:
+        raise ItemsError(f"the people file {path} names nobody; write one JSON object a line with a 'name'")
+    as_people(people)
+    return people
+
+
+def rwku_people(targets: Sequence["RwkuTarget"]) -> list[AboutSpec]:
+    """One spec per RWKU target from what a user would have: its name, its intro line (without RWKU's
+    "Please forget NAME." instruction) and its passages. Its probes are test data and are never read."""
+    specs = []
+    for target in targets:
+        intro = re.sub(rf"^\s*Please forget {re.escape(target.name)}\.\s*", "", target.intro)
+        specs.append(AboutSpec(target.name, (), "\n".join(t for t in (intro, *target.passages) if t.strip())))
+    return specs
