@@ -19,7 +19,7 @@ from ..environment import environment
 from ..saving import SavedReport
 from .answers import AnswerCache, answer_prompts
 from .prompts import probe_prompt
-from .score import KNOWN_CUT, ProbeResult, probe_results, rank_known_targets, summarise
+from .score import KNOWN_CUT, ProbeResult, diagnose, probe_results, rank_known_targets, summarise
 
 __all__ = ["RwkuReport", "RwkuRunConfig", "run_rwku", "select_probes"]
 
@@ -54,7 +54,8 @@ class RwkuRunConfig:
 @dataclass
 class RwkuReport(SavedReport):
     """Per-target and overall summaries (``kind/levelN``, ``forget/level3/TYPE``, ``*/all``), the probes'
-    rows, the known-best ranking of the targets run, and what it ran on."""
+    rows, the known-best ranking of the targets run, why known probes went wrong (``diagnosis``, guarded
+    runs: ``score.diagnose``), and what it ran on."""
 
     benchmark = "rwku"
     config: dict[str, Any]
@@ -63,6 +64,7 @@ class RwkuReport(SavedReport):
     per_target: dict[str, dict[str, dict[str, Any]]]
     known_ranking: list[dict[str, Any]]
     rows: list[dict[str, Any]] = field(repr=False)
+    diagnosis: dict[str, dict[str, int]] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -127,13 +129,14 @@ def run_rwku(config: RwkuRunConfig, progress: Progress | None = None, model: Any
     ]
     report = RwkuReport(
         config=asdict(config), known_cut=KNOWN_CUT, overall=summarise(rows), per_target=per_target,
-        known_ranking=ranking, rows=[asdict(r) for r in rows],
+        known_ranking=ranking, rows=[asdict(r) for r in rows], diagnosis=diagnose(rows),
         environment=environment(model=config.model, fingerprint=asdict(bare.model_fingerprint)),
         seconds=time.perf_counter() - start,
     )
     report.save(out / "report.json")
     if config.guard is not None:
-        from .plots import plot_levels
+        from .plots import plot_levels, plot_targets
 
         plot_levels(report.overall, out / "levels.png", f"RWKU targets {config.targets}, {config.model}, guarded")
+        plot_targets(report.per_target, out / "targets.png", f"RWKU, {config.model}, guarded: per target")
     return report
