@@ -48,6 +48,7 @@ def run(
     neighbors: bool = typer.Option(True, "--neighbors/--no-neighbors"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N probes per target and level (smoke runs)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Generation batch (decoding is memory-bound: large batches pay)."),
+    reuse_unflagged: bool = typer.Option(True, "--reuse-unflagged/--regenerate-unflagged", help="With --guard: probes it does not flag keep their unguarded answers (they take the bare model's path), or are generated again."),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/rwku); answers are cached there."),
 ) -> None:
     """Greedy answers (30 new tokens, first line), ROUGE-L recall per level and level-3 type, known probes."""
@@ -58,7 +59,7 @@ def run(
         config = RwkuRunConfig(
             targets=targets, model=model, guard=str(guard) if guard else None, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path("rwku")), levels=opt.integers(levels, "--levels"), neighbors=neighbors,
-            limit=limit, batch_size=batch_size,
+            limit=limit, batch_size=batch_size, reuse_unflagged=reuse_unflagged,
         )
         with progress("RWKU") as report_progress:
             report = run_rwku(config, report_progress)

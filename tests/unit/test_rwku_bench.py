@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -72,11 +73,18 @@ def test_diagnosis_tells_classifier_misses_from_weak_corruption_and_flagged_neig
 
 
 def test_guarded_run_writes_the_diagnosis_and_both_plots(tmp_path, model, tok, guard):
-    write_target(tmp_path / "data", 1, "Harry Potter")
+    from test_rwku_data import PROBE
+
+    named = [dict(PROBE, subject="Harry Potter", query="Harry Potter went to ___.", answer="Hogwarts")]
+    write_target(tmp_path / "data", 1, "Harry Potter", **{"forget_level1.json": named})
     guard.save(tmp_path / "guard")
     config = RwkuRunConfig(targets="1", data_dir=str(tmp_path / "data"), output=str(tmp_path / "out"), limit=1,
                            batch_size=4, guard=str(tmp_path / "guard"))
     report = run_rwku(config, model=model, tokenizer=tok)
-    assert all(r["guarded"] is not None for r in report.rows)
+    assert [r["flagged"] for r in report.rows] == [True, False, False, False, False]
     assert (tmp_path / "out" / "levels.png").stat().st_size > 0 and (tmp_path / "out" / "targets.png").stat().st_size > 0
     assert set(report.diagnosis) <= set(report.overall)
+    # unflagged probes keep their unguarded answers; generating them with the guard gives the same
+    again = run_rwku(replace(config, output=str(tmp_path / "again"), reuse_unflagged=False), model=model, tokenizer=tok)
+    assert [r["guarded"] for r in again.rows] == [r["guarded"] for r in report.rows]
+    assert [r["guarded"] for r in report.rows][1:] == [r["unguarded"] for r in report.rows][1:]

@@ -1,5 +1,7 @@
 """``run_rwku``: answer RWKU probes with and without a guard, score them, save the report and plots.
-Every answer is cached (``answers.jsonl`` in the output folder), so a killed run resumes."""
+Every answer is cached (``answers.jsonl`` in the output folder), so a killed run resumes. With a guard,
+only the probes it flags are generated again (``reuse_unflagged``): an unflagged prompt takes the bare
+model's path, so its guarded answer is its unguarded one."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from ...runtime.guard import Guard
 from ...runtime.guarded import GuardedModel
 from ..environment import environment
 from ..saving import SavedReport
-from .answers import AnswerCache, answer_prompts
+from .answers import Answer, AnswerCache, answer_prompts
 from .prompts import probe_prompt
 from .score import KNOWN_CUT, ProbeResult, diagnose, probe_results, rank_known_targets, summarise
 
@@ -29,7 +31,9 @@ Progress = Callable[[str, int, int], None]
 @dataclass
 class RwkuRunConfig:
     """What to score. ``levels``: forget levels (1-3) and neighbour levels (1-2) to run; ``limit``: at
-    most this many probes of each (target, kind, level), for smoke runs; ``neighbors``: score them too."""
+    most this many probes of each (target, kind, level), for smoke runs; ``neighbors``: score them too;
+    ``reuse_unflagged``: a probe the guard does not flag keeps its unguarded answer instead of being
+    generated again (False: every probe is generated with the guard in front)."""
 
     targets: str = "1-10"
     model: str = "gemma3-270m"
@@ -40,6 +44,7 @@ class RwkuRunConfig:
     neighbors: bool = True
     limit: int | None = None
     batch_size: int = 16
+    reuse_unflagged: bool = True
     chat: bool = False
     dtype: str = "float32"
 
@@ -101,6 +106,17 @@ def _answers(model, probes, cache, config, label, progress):
     return answer_prompts(model, prompts, cache, batch_size=config.batch_size, label=label, progress=progress)
 
 
+def _guarded_answers(model, probes, before, cache, config, progress):
+    """The guarded answers; with ``config.reuse_unflagged``, only the flagged probes are generated."""
+    if not config.reuse_unflagged:
+        return _answers(model, probes, cache, config, "guarded", progress)
+    prompts = [probe_prompt(p, model.tokenizer, config.chat) for p in probes]
+    decisions = model.decide(prompts, chat=config.chat)
+    flagged = [p for p, d in zip(prompts, decisions) if d.flagged]
+    answer_prompts(model, flagged, cache, batch_size=config.batch_size, label="guarded (flagged)", progress=progress)
+    return [cache.get(p) if d.flagged else Answer(b.text, False) for p, d, b in zip(prompts, decisions, before)]
+
+
 def run_rwku(config: RwkuRunConfig, progress: Progress | None = None, model: Any = None, tokenizer: Any = None) -> RwkuReport:
     """Answer the selected probes unguarded (and guarded when ``config.guard`` is set), score, save
     ``report.json`` and the plots in ``config.output``. ``model``/``tokenizer``: an already loaded model."""
@@ -116,7 +132,7 @@ def run_rwku(config: RwkuRunConfig, progress: Progress | None = None, model: Any
     after = flags = None
     if config.guard is not None:
         guarded = GuardedModel(model, tokenizer, Guard.load(config.guard))
-        answers = _answers(guarded, probes, AnswerCache(cache_path, _run_key(guarded, config.guard)), config, "guarded", progress)
+        answers = _guarded_answers(guarded, probes, before, AnswerCache(cache_path, _run_key(guarded, config.guard)), config, progress)
         after, flags = [a.text for a in answers], [a.flagged for a in answers]
     rows = probe_results(probes, [a.text for a in before], after, flags)
     per_target = {
