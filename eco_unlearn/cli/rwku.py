@@ -48,6 +48,7 @@ def run(
     neighbors: bool = typer.Option(True, "--neighbors/--no-neighbors"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N probes per target and level (smoke runs)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Generation batch (decoding is memory-bound: large batches pay)."),
+    known_only: bool = typer.Option(False, "--known-only", help="With --guard: generate guarded answers only for the known probes (where the floors are measured); faster."),
     reuse_unflagged: bool = typer.Option(True, "--reuse-unflagged/--regenerate-unflagged", help="With --guard: probes it does not flag keep their unguarded answers (they take the bare model's path), or are generated again."),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/rwku); answers are cached there."),
 ) -> None:
@@ -59,7 +60,7 @@ def run(
         config = RwkuRunConfig(
             targets=targets, model=model, guard=str(guard) if guard else None, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path("rwku")), levels=opt.integers(levels, "--levels"), neighbors=neighbors,
-            limit=limit, batch_size=batch_size, reuse_unflagged=reuse_unflagged,
+            limit=limit, batch_size=batch_size, reuse_unflagged=reuse_unflagged, known_only=known_only,
         )
         with progress("RWKU") as report_progress:
             report = run_rwku(config, report_progress)

@@ -88,3 +88,5 @@ def test_guarded_run_writes_the_diagnosis_and_both_plots(tmp_path, model, tok, g
     again = run_rwku(replace(config, output=str(tmp_path / "again"), reuse_unflagged=False), model=model, tokenizer=tok)
     assert [r["guarded"] for r in again.rows] == [r["guarded"] for r in report.rows]
     assert [r["guarded"] for r in report.rows][1:] == [r["unguarded"] for r in report.rows][1:]
+    known = run_rwku(replace(config, output=str(tmp_path / "known"), known_only=True), model=model, tokenizer=tok)
+    assert all((r["guarded"] is not None) == (r["unguarded_recall"] >= KNOWN_CUT) for r in known.rows)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from ...data.rwku import RwkuProbe, RwkuTarget, load_rwku, parse_target_spec
 from ...errors import DatasetError
 from ...io import atomic_write_json
+from ...metrics import rouge_l_recall
 from ...models import load_model
 from ...runtime.guard import Guard
 from ...runtime.guarded import GuardedModel
@@ -33,7 +34,9 @@ class RwkuRunConfig:
     """What to score. ``levels``: forget levels (1-3) and neighbour levels (1-2) to run; ``limit``: at
     most this many probes of each (target, kind, level), for smoke runs; ``neighbors``: score them too;
     ``reuse_unflagged``: a probe the guard does not flag keeps its unguarded answer instead of being
-    generated again (False: every probe is generated with the guard in front)."""
+    generated again (False: every probe is generated with the guard in front); ``known_only``: with a guard,
+    answer only the known probes (those the unguarded model answers, where the floors are measured), so
+    the guarded ROUGE-L recall is over them alone."""
 
     targets: str = "1-10"
     model: str = "gemma3-270m"
@@ -45,6 +48,7 @@ class RwkuRunConfig:
     limit: int | None = None
     batch_size: int = 16
     reuse_unflagged: bool = True
+    known_only: bool = False
     chat: bool = False
     dtype: str = "float32"
 
@@ -107,14 +111,19 @@ def _answers(model, probes, cache, config, label, progress):
 
 
 def _guarded_answers(model, probes, before, cache, config, progress):
-    """The guarded answers; with ``config.reuse_unflagged``, only the flagged probes are generated."""
-    if not config.reuse_unflagged:
-        return _answers(model, probes, cache, config, "guarded", progress)
+    """The guarded answers (None for probes not asked: unknown ones under ``config.known_only``); with
+    ``config.reuse_unflagged``, only the flagged probes are generated."""
     prompts = [probe_prompt(p, model.tokenizer, config.chat) for p in probes]
+    asked = [not config.known_only or rouge_l_recall(p.answer, b.text) >= KNOWN_CUT for p, b in zip(probes, before)]
+    if not config.reuse_unflagged:
+        answer_prompts(model, [q for q, a in zip(prompts, asked) if a], cache, batch_size=config.batch_size,
+                      label="guarded", progress=progress)
+        return [cache.get(q) if a else None for q, a in zip(prompts, asked)]
     decisions = model.decide(prompts, chat=config.chat)
-    flagged = [p for p, d in zip(prompts, decisions) if d.flagged]
+    flagged = [q for q, d, a in zip(prompts, decisions, asked) if d.flagged and a]
     answer_prompts(model, flagged, cache, batch_size=config.batch_size, label="guarded (flagged)", progress=progress)
-    return [cache.get(p) if d.flagged else Answer(b.text, False) for p, d, b in zip(prompts, decisions, before)]
+    return [None if not a else cache.get(q) if d.flagged else Answer(b.text, False)
+            for q, d, b, a in zip(prompts, decisions, before, asked)]
 
 
 def run_rwku(config: RwkuRunConfig, progress: Progress | None = None, model: Any = None, tokenizer: Any = None) -> RwkuReport:
@@ -133,7 +142,7 @@ def run_rwku(config: RwkuRunConfig, progress: Progress | None = None, model: Any
     if config.guard is not None:
         guarded = GuardedModel(model, tokenizer, Guard.load(config.guard))
         answers = _guarded_answers(guarded, probes, before, AnswerCache(cache_path, _run_key(guarded, config.guard)), config, progress)
-        after, flags = [a.text for a in answers], [a.flagged for a in answers]
+        after, flags = [a and a.text for a in answers], [a and a.flagged for a in answers]
     rows = probe_results(probes, [a.text for a in before], after, flags)
     per_target = {
         str(t.id): {"name": t.name, **summarise([r for r in rows if r.target_id == t.id])} for t in targets

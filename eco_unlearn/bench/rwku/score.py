@@ -48,10 +48,10 @@ class ProbeResult:
 
 
 def probe_results(
-    probes: Sequence[RwkuProbe], unguarded: Sequence[str], guarded: Sequence[str] | None = None,
+    probes: Sequence[RwkuProbe], unguarded: Sequence[str], guarded: Sequence[str | None] | None = None,
     flagged: Sequence[bool | None] | None = None,
 ) -> list[ProbeResult]:
-    """Score each probe's answers against its reference answer."""
+    """Score each probe's answers against its reference answer (a guarded answer of None: not asked)."""
     rows = []
     for i, probe in enumerate(probes):
         after = guarded[i] if guarded is not None else None
