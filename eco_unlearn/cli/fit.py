@@ -31,6 +31,8 @@ def fit(
     reference: Optional[Path] = typer.Option(None, "--reference", help="match_reference: items the model never saw, scored unguarded as the reference."),
     statistic: str = typer.Option("truth_ratio", "--statistic", help="match_reference: answer_prob or truth_ratio."),
     corruption: str = typer.Option("gaussian_first_n", "--corruption", help="A registered corruption."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Tokens to corrupt: all_but_last, all, entities or people (names and lone surnames); default: entities when there are entities, else all_but_last."),
+    token_fallback: str = typer.Option("all_but_last", "--token-fallback", help="entities/people: the tokens of a flagged prompt that names no one: all_but_last, all or none (left uncorrupted)."),
     strength: Optional[float] = typer.Option(None, "--strength", help="A fixed strength instead of a search."),
     search: str = typer.Option("auto", "--search", help="auto, bisection, zeroth_order or grid."),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the search may make."),
@@ -47,7 +49,8 @@ def fit(
     """Fit a guard: train the prompt classifier, calibrate its threshold, search the corruption strength."""
     from ..data import read_items
     from ..fitting import (
-        CalibrationConfig, ClassifierConfig, CorruptionConfig, FitConfig, SearchConfig, fit_guard, make_objective,
+        CalibrationConfig, ClassifierConfig, CorruptionConfig, FitConfig, SearchConfig, TokenCandidate, TokensConfig,
+        fit_guard, make_objective,
     )
 
     with errors():
@@ -58,6 +61,8 @@ def fit(
             search=SearchConfig(method=search, budget=budget, strength=strength, objective=objective, target=target,
                                 objective_options={"batch_size": batch_size} if batch_size is not None else {}),
             corruption=CorruptionConfig(name=corruption),
+            tokens=TokensConfig((TokenCandidate(tokens, fallback=None if token_fallback == "none" else token_fallback),))
+            if tokens is not None else TokensConfig(),
         )
         names = opt.entities(entities)
         if sum(x is not None for x in (forget, about or None, people)) != 1:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AboutSpec", "People", "about_classifier", "about_items", "about_negatives", "as_people", "fit_about",
-    "people_items", "read_people", "rwku_people", "OTHER_PEOPLE",
+    "people_items", "read_people", "related_entities", "rwku_people", "OTHER_PEOPLE", "RELATED_QUESTIONS",
 ]
 
 QUESTIONS = (
@@ -150,18 +150,51 @@ def people_items(people: People, *, seed: int = 0, augment: bool = True) -> list
     return [item for i, spec in enumerate(as_people(people)) for item in about_items(spec, seed=seed + i, augment=augment)]
 
 
+RELATED_QUESTIONS = (
+    "Tell me about {name}.", "What is {name} known for?", "Give three facts about {name}.",
+    "Write a short paragraph about {name}.", "What is the history of {name}?",
+    "Complete the blank: {name} is best known for ___.\nAnswer:",
+)
+"""Questions about the people, places and works around a person: hard negatives (``related_entities``)."""
+
+
+_TRAILING = re.compile(r"(?:'s|\s+(?:of|the|and|de))+$")
+
+
+def related_entities(spec: AboutSpec, *, limit: int = 25, min_mentions: int = 2) -> list[str]:
+    """The other people, places, groups and works ``spec``'s passage mentions most: capitalised phrases
+    (not at a sentence's start) mentioned at least ``min_mentions`` times, none of them a name of the
+    person or part of one. They are what a guard must keep answering about (RWKU's neighbours are such)."""
+    names = [n.lower() for n in spec.names]
+    counts: dict[str, int] = {}
+    for sentence in _SENTENCE.split(spec.passage):
+        for m in _PHRASE.finditer(sentence):
+            phrase = _TRAILING.sub("", m.group(0).strip(" .,"))
+            low = phrase.lower()
+            if (m.start() == 0 or low in _NOT_FACTS or len(phrase) < 3 or phrase[0].isdigit()
+                    or any(low in n or n in low for n in names)):
+                continue
+            counts[phrase] = counts.get(phrase, 0) + 1
+    ranked = sorted((p for p, c in counts.items() if c >= min_mentions), key=lambda p: (-counts[p], p))
+    return ranked[:limit]
+
+
 def about_negatives(
     spec: People, *, mmlu: Sequence[str] = (), other_passages: Sequence[str] = (), max_passage_sentences: int = 200,
+    related: bool = False,
 ) -> list[PromptItem]:
     """Negatives for ``spec`` (one person or several): the built-in everyday prompts, ``mmlu`` questions,
-    the question templates about other people, and sentences of ``other_passages`` (texts about other
-    people). Anything naming one of the people is left out."""
+    the question templates about other people, sentences of ``other_passages`` (texts about other people)
+    and, with ``related``, questions about the people, places and works each passage mentions most
+    (``related_entities``: hard negatives next to the person). Anything naming one of the people is left out."""
     names = [n.lower() for n in people_names(spec)]
     others = [p for p in OTHER_PEOPLE if p.lower() not in names]
     texts = [i.prompt for i in general_prompts()] + list(mmlu)
     texts += [q.format(name=p) for p in others for q in QUESTIONS[:6]]
     sentences = [" ".join(s.split()) for passage in other_passages for s in _SENTENCE.split(passage)]
     texts += [s for s in sentences if 30 <= len(s) <= 300][:max_passage_sentences]
+    if related:
+        texts += [q.format(name=e) for person in as_people(spec) for e in related_entities(person) for q in RELATED_QUESTIONS]
     return [PromptItem(t, source="negative") for t in dict.fromkeys(texts) if not any(n in t.lower() for n in names)]
 
 
@@ -179,11 +212,12 @@ def about_classifier(names: Sequence[str], *, hardened: bool = True, backbone: s
 
 def fit_about(
     model: Any, tokenizer: Any, spec: People, config: FitConfig | None = None, *, mmlu: Sequence[str] = (),
-    other_passages: Sequence[str] = (), hardened: bool = True, progress: Any = None,
+    other_passages: Sequence[str] = (), hardened: bool = True, related: bool = False, progress: Any = None,
 ) -> FitResult:
     """``fit_guard`` on prompts derived from ``spec`` alone (see the module docstring): one person, or
     several in one target (one classifier over every name, every name an entity, one strength searched
-    on all their cloze facts). The target is named after the person, or ``people`` for several, unless
+    on all their cloze facts). ``related``: questions about the people, places and works the passages mention
+    most are hard negatives (``about_negatives``). The target is named after the person, or ``people`` for several, unless
     ``config`` names it."""
     specs = as_people(spec)
     default_name = specs[0].name if len(specs) == 1 else "people"
@@ -192,7 +226,7 @@ def fit_about(
         config = config.updated(name=default_name)
     names = people_names(specs)
     forget = people_items(specs, seed=config.seed)
-    negatives = about_negatives(specs, mmlu=mmlu, other_passages=other_passages)
+    negatives = about_negatives(specs, mmlu=mmlu, other_passages=other_passages, related=related)
     classifier = about_classifier(names, hardened=hardened, backbone=config.classifier.backbone,
                                   mode=config.classifier.mode, seed=config.seed)
     return fit_guard(model, tokenizer, forget, [], config, general=negatives, entities=names,
