@@ -159,19 +159,22 @@ RELATED_QUESTIONS = (
 
 
 _TRAILING = re.compile(r"(?:'s|\s+(?:of|the|and|de))+$")
+_LEADING = re.compile(r"^(?:(?:of|the|and|de)\s+)+")
 
 
 def related_entities(spec: AboutSpec, *, limit: int = 25, min_mentions: int = 2) -> list[str]:
     """The other people, places, groups and works ``spec``'s passage mentions most: capitalised phrases
-    (not at a sentence's start) mentioned at least ``min_mentions`` times, none of them a name of the
+    (without a sentence's first word) mentioned at least ``min_mentions`` times, none of them a name of the
     person or part of one. They are what a guard must keep answering about (RWKU's neighbours are such)."""
     names = [n.lower() for n in spec.names]
     counts: dict[str, int] = {}
     for sentence in _SENTENCE.split(spec.passage):
         for m in _PHRASE.finditer(sentence):
             phrase = _TRAILING.sub("", m.group(0).strip(" .,"))
+            if m.start() == 0:  # a sentence's first word is capitalised anyway: drop it ("In Omaha" is Omaha)
+                phrase = _LEADING.sub("", phrase.partition(" ")[2])
             low = phrase.lower()
-            if (m.start() == 0 or low in _NOT_FACTS or len(phrase) < 3 or phrase[0].isdigit()
+            if (low in _NOT_FACTS or len(phrase) < 3 or phrase[0].isdigit()
                     or any(low in n or n in low for n in names)):
                 continue
             counts[phrase] = counts.get(phrase, 0) + 1

@@ -153,3 +153,50 @@ def test_fit_about_cli_bad_input_fails_before_the_model_loads(tmp_path, args, me
     args = [str(people) if a == "PEOPLE" else a for a in args]
     code, stderr = _cli("fit", "--out", str(tmp_path / "guard"), "--model", "/nonexistent/model", *args)
     assert code == 2 and message in stderr and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("Buffett is co-founder of ___.", ["Buffett"]),
+    ("When did Buffett found it?", ["Buffett"]),
+    ("Jenner's daughters", ["Jenner"]),
+    ("Rhea Jo Perlman (born March 31, 1948) is an American ___", ["Rhea Jo Perlman"]),
+    ("Robert Sylvester Kelly is a singer", ["Robert Sylvester Kelly"]),
+    ("Kendall Jenner was born in Los Angeles.", []),
+    ("Kendall and Kylie Jenner", []),
+    ("Who is the brother of Jason Kelce?", []),
+    ("Kelly Clarkson sang it", []),
+    ("The army used shields.", []),
+])
+def test_lone_surnames_stand_for_the_person_but_other_family_members_do_not(text, found):
+    from eco_unlearn.runtime.tokens import surname_spans
+
+    names = ["Warren Buffett", "Kris Jenner", "Travis Kelce", "R. Kelly", "Rhea Perlman", "Brooke Shields"]
+    assert [text[a:b] for a, b in surname_spans(text, names)] == found
+
+
+@pytest.mark.filterwarnings("ignore:prompt .* picked no token")
+def test_people_token_selection_corrupts_names_and_lone_surnames_only(model, tok):
+    from unit_helpers import make_guard
+
+    from eco_unlearn import GuardedModel
+    from eco_unlearn.runtime.tokens import TokenSelection
+
+    people = TokenSelection("people", entities=["Harry Potter"], fallback=None)
+    guarded = GuardedModel(model, tok, make_guard(model, keywords=["Harry", "Potter"], tokens=people))
+    named, lone, other, none = guarded.decide(
+        ["Harry Potter went to school.", "Potter went to school.", "Lily Potter went to school.", "Where did Harry go?"])
+    assert all(d.flagged for d in (named, lone, other, none))
+    assert named.corrupted_tokens > 0 and lone.corrupted_tokens > 0
+    assert other.corrupted_tokens == 0 and none.corrupted_tokens == 0  # no fallback: nothing named, nothing corrupted
+
+
+def test_related_entities_are_what_the_passage_mentions_most_never_the_person():
+    from eco_unlearn.fitting.about import related_entities
+
+    passage = ("Warren Buffett runs Berkshire Hathaway in Omaha. Buffett's partner at Berkshire Hathaway was Charlie Munger. "
+               "In Omaha he met Charlie Munger. Bill Gates visited once.")
+    found = related_entities(AboutSpec("Warren Buffett", (), passage))
+    assert found[:3] == ["Berkshire Hathaway", "Charlie Munger", "Omaha"] and "Bill Gates" not in found
+    assert not any("Buffett" in e for e in found)
+    negatives = [n.prompt for n in about_negatives(AboutSpec("Warren Buffett", (), passage), related=True)]
+    assert "Tell me about Berkshire Hathaway." in negatives
