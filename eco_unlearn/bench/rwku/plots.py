@@ -27,7 +27,7 @@ def plot_levels(overall: dict[str, dict[str, Any]], path: str | os.PathLike, tit
         for i, g in enumerate(groups):
             floor = FLOORS.get(g, FLOORS["forget/level3"] if g.count("/") == 2 else None)
             ax.hlines(floor, i - 0.45, i + 0.45, colors="k", linestyles="--", lw=0.8)
-        labels = [f"{g.split('/', 1)[1].replace('level3/', 'L3 ')}\n(n={overall[g]['known']})" for g in groups]
+        labels = [f"{g.replace('forget/level3/', 'L3 ').replace('/level', ' L')}\n(n={overall[g]['known']})" for g in groups]
         ax.set_xticks(range(len(groups)), labels, fontsize=6, rotation=60, ha="right")
         ax.set_ylim(0, 1)
         ax.set_ylabel("known facts still answered")
@@ -36,14 +36,18 @@ def plot_levels(overall: dict[str, dict[str, Any]], path: str | os.PathLike, tit
 
 def plot_targets(per_target: dict[str, dict[str, Any]], path: str | os.PathLike, title: str) -> None:
     """Per target: the share of known forget facts still answered (all levels) and of known neighbour
-    facts still answered."""
+    facts still answered, with how many are known (no bar where none is)."""
     ids = [t for t in per_target if per_target[t].get("forget/all", {}).get("known_still_answered") is not None]
     with png_figure(path, (8, 3.5)) as ax:
         for k, (kind, color) in enumerate((("forget/all", "tab:red"), ("neighbor/all", "tab:green"))):
-            values = [(per_target[t].get(kind) or {}).get("known_still_answered") or 0.0 for t in ids]
-            ax.bar([i + 0.4 * k for i in range(len(ids))], values, 0.4, color=color, label=kind.split("/")[0])
+            summaries = [per_target[t].get(kind) or {} for t in ids]
+            shown = [(i, s["known_still_answered"], s["known"]) for i, s in enumerate(summaries)
+                     if s.get("known_still_answered") is not None]  # no bar where nothing is known
+            ax.bar([i + 0.4 * k for i, _, _ in shown], [v for _, v, _ in shown], 0.4, color=color, label=kind.split("/")[0])
+            for i, v, n in shown:
+                ax.text(i + 0.4 * k, v + 0.02, f"n={n}", ha="center", fontsize=6)
         ax.set_xticks([i + 0.2 for i in range(len(ids))], [per_target[t]["name"] for t in ids], fontsize=7, rotation=30, ha="right")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.08)
         ax.set_ylabel("known facts still answered")
         ax.legend(fontsize=7)
         ax.set_title(title, fontsize=9)
