@@ -19,6 +19,7 @@ def fit(
     alias: Optional[list[str]] = typer.Option(None, "--alias", help="--about: another name or spelling of the person (repeatable; one --about only)."),
     passage: Optional[Path] = typer.Option(None, "--passage", help="--about: a text about the person (facts become cloze prompts; one --about only)."),
     people: Optional[Path] = typer.Option(None, "--people", help="Forget several people in one guard: JSON Lines, one {\"name\", \"aliases\", \"passage\" or \"passage_file\"} a line."),
+    reverse: bool = typer.Option(False, "--reverse", help="--about/--people: a second target for prompts that ask for the person without naming them (questions derived from the passages), every token corrupted."),
     mmlu_dir: Optional[Path] = typer.Option(None, "--mmlu-negatives", help="--about/--people: a folder with MMLU (or one holding mmlu/); its dev questions become negatives."),
     entity_negatives: str = typer.Option("error", "--entity-negatives", help="Negatives naming an entity: error (name them and stop), drop, forget (in scope) or accept (the FPR they cause)."),
     retain: Optional[Path] = typer.Option(None, "--retain", help="Prompts to keep answering (hard negatives)."),
@@ -71,7 +72,7 @@ def fit(
             )
         if about or people is not None:
             specs = _people(about or [], alias or [], passage, people)
-            _fit_about(specs, mmlu_dir, config, model, dtype, device, out_dir, report_path)
+            _fit_about(specs, mmlu_dir, config, model, dtype, device, out_dir, report_path, reverse)
             return
         forget_items = read_items(forget, name="forget set")  # bad files fail before the model loads
         retain_items = read_items(retain, name="retain set") if retain is not None else []
@@ -114,7 +115,7 @@ def _people(about: list[str], aliases: list[str], passage: Optional[Path], peopl
 
 
 def _fit_about(specs: list, mmlu_dir: Optional[Path], config, model: str, dtype: str, device: str, out_dir: Path,
-               report_path: Optional[Path]) -> None:
+               report_path: Optional[Path], reverse: bool) -> None:
     from ..data.mmlu import load_mmlu
     from ..fitting.about import fit_about
 
@@ -122,8 +123,14 @@ def _fit_about(specs: list, mmlu_dir: Optional[Path], config, model: str, dtype:
     lm, tokenizer = load(model, dtype, device)
     who = specs[0].name if len(specs) == 1 else f"{len(specs)} people"
     with progress(f"fitting a guard about {who}") as report_progress:
-        result = fit_about(lm, tokenizer, specs, config, mmlu=mmlu, progress=report_progress)
+        result = fit_about(lm, tokenizer, specs, config, mmlu=mmlu, reverse=reverse, progress=report_progress)
     _save(result, out_dir, report_path)
+    if reverse:
+        info = result.guard.metadata["reverse_target"]
+        rates = info.get("held_out")
+        out.print(f"reverse target: {info['reverse_questions']} questions from the passages; "
+                  + (f"held-out FNR {rates['fnr']:.1%} of {rates['positives']}, FPR {rates['fpr']:.1%} of {rates['negatives']}"
+                     if rates else info["skipped"]))
 
 
 def demo(

@@ -26,6 +26,10 @@ from ..classifier.fuzzy import FuzzyNameClassifier
 from ..classifier.normalize import NormalizingClassifier
 from ..data.attacks import ATTACKS, user_text
 from ..data.items import ItemsError, PromptItem, general_prompts
+from ..runtime.corruption import CorruptionSpec
+from ..runtime.guard import Target
+from ..runtime.tokens import TokenSelection
+from .classifier_fit import fit_classifier
 from .config import FitConfig
 from .pipeline import FitResult, fit_guard
 
@@ -34,7 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AboutSpec", "People", "about_classifier", "about_items", "about_negatives", "as_people", "fit_about",
-    "people_items", "read_people", "related_entities", "rwku_people", "OTHER_PEOPLE", "RELATED_QUESTIONS",
+    "people_items", "read_people", "related_entities", "reverse_questions", "rwku_people", "OTHER_PEOPLE",
+    "RELATED_QUESTIONS",
 ]
 
 QUESTIONS = (
@@ -213,14 +218,56 @@ def about_classifier(names: Sequence[str], *, hardened: bool = True, backbone: s
     return NormalizingClassifier(AnyOfClassifier([FuzzyNameClassifier(list(names)), encoder]))
 
 
+_REVERSE_VERB = re.compile(r"(?:is|was|has|had|became|founded|co-founded|wrote|served|won|began|started|married|led|"
+                           r"created|hosted|starred|played|taught|died|conquered|pledged|appeared|released)\b")
+
+
+def reverse_questions(spec: AboutSpec) -> list[PromptItem]:
+    """Questions whose answer is the person, from the passage: a sentence that begins with a name, alias,
+    lone surname or "He"/"She" and a verb ("Buffett founded X.") becomes "Who founded X?" (RWKU's reverse
+    queries are such)."""
+    starts = sorted({*spec.names, *(n.split()[-1] for n in spec.names if len(n.split()) > 1), "He", "She"},
+                    key=len, reverse=True)
+    questions = []
+    for sentence in _SENTENCE.split(spec.passage):
+        sentence = " ".join(sentence.split())
+        for name in starts:
+            rest = sentence[len(name) + 1 :].rstrip(".") if sentence.startswith(name + " ") else ""
+            if 20 <= len(rest) <= 250 and _REVERSE_VERB.match(rest):
+                questions.append(PromptItem(f"Who {rest}?", answer=spec.name, source="reverse"))
+                break
+    return questions
+
+
+def _reverse_target(specs: Sequence[AboutSpec], result: FitResult, config: FitConfig, mmlu: Sequence[str],
+                    other_passages: Sequence[str], progress: Any) -> tuple[Target | None, dict[str, Any]]:
+    """A second target that corrupts every token of prompts asking *for* one of the people without naming
+    them: an encoder trained on ``reverse_questions`` against the negatives and questions about the
+    entities around them, calibrated as the first target was; None when the passages give too few."""
+    questions = [q for spec in specs for q in reverse_questions(spec)]
+    if len(questions) < 8:
+        return None, {"reverse_questions": len(questions), "skipped": "fewer than 8 reverse questions in the passages"}
+    negatives = about_negatives(specs, mmlu=mmlu, other_passages=other_passages, related=True)
+    encoder = EncoderClassifier(config.classifier.backbone, mode=config.classifier.mode, seed=config.seed)
+    fitted = fit_classifier(questions, [], config, general=negatives, classifier=encoder, progress=progress)
+    main = result.guard.targets[0]
+    spec = CorruptionSpec(main.corruption.name, main.corruption.strength, main.corruption.params)
+    target = Target(f"{main.name}-reverse", fitted.classifier, spec, fitted.threshold, TokenSelection("all_but_last"),
+                    fitted.calibration.to_dict())
+    return target, {"reverse_questions": len(questions), "held_out": fitted.held_out.to_dict()}
+
+
 def fit_about(
     model: Any, tokenizer: Any, spec: People, config: FitConfig | None = None, *, mmlu: Sequence[str] = (),
-    other_passages: Sequence[str] = (), hardened: bool = True, related: bool = False, progress: Any = None,
+    other_passages: Sequence[str] = (), hardened: bool = True, related: bool = False, reverse: bool = False,
+    progress: Any = None,
 ) -> FitResult:
     """``fit_guard`` on prompts derived from ``spec`` alone (see the module docstring): one person, or
     several in one target (one classifier over every name, every name an entity, one strength searched
     on all their cloze facts). ``related``: questions about the people, places and works the passages mention
-    most are hard negatives (``about_negatives``). The target is named after the person, or ``people`` for several, unless
+    most are hard negatives (``about_negatives``). ``reverse``: add a second target for prompts that ask for
+    one of the people without naming them (``reverse_questions``; every token corrupted, at the first
+    target's strength; its held-out rates in ``guard.metadata["reverse_target"]``). The target is named after the person, or ``people`` for several, unless
     ``config`` names it."""
     specs = as_people(spec)
     default_name = specs[0].name if len(specs) == 1 else "people"
@@ -232,8 +279,14 @@ def fit_about(
     negatives = about_negatives(specs, mmlu=mmlu, other_passages=other_passages, related=related)
     classifier = about_classifier(names, hardened=hardened, backbone=config.classifier.backbone,
                                   mode=config.classifier.mode, seed=config.seed)
-    return fit_guard(model, tokenizer, forget, [], config, general=negatives, entities=names,
-                     classifier=classifier, progress=progress)
+    result = fit_guard(model, tokenizer, forget, [], config, general=negatives, entities=names,
+                       classifier=classifier, progress=progress)
+    if reverse:
+        target, info = _reverse_target(specs, result, config, mmlu, other_passages, progress)
+        if target is not None:
+            result.guard.targets.append(target)
+        result.guard.metadata["reverse_target"] = info
+    return result
 
 
 def _string_list(value: Any, where: str) -> tuple[str, ...]:

@@ -200,3 +200,24 @@ def test_related_entities_are_what_the_passage_mentions_most_never_the_person():
     assert not any("Buffett" in e for e in found)
     negatives = [n.prompt for n in about_negatives(AboutSpec("Warren Buffett", (), passage), related=True)]
     assert "Tell me about Berkshire Hathaway." in negatives
+
+
+def test_reverse_questions_ask_for_the_person_and_become_a_second_target(model, tok, tiny_encoder):
+    from eco_unlearn.fitting.about import reverse_questions
+
+    spec = AboutSpec("Harry Potter", (), "Harry Potter was a wizard who lived with his aunt in Surrey. Potter founded "
+                     "a club at Hogwarts in his fifth year. He won the Triwizard Tournament in his fourth year. "
+                     "Ron Weasley was his friend.")
+    questions = [q.prompt for q in reverse_questions(spec)]
+    assert questions == ["Who was a wizard who lived with his aunt in Surrey?",
+                         "Who founded a club at Hogwarts in his fifth year?",
+                         "Who won the Triwizard Tournament in his fourth year?"]
+    config = FitConfig(chat=False, classifier=ClassifierConfig(backbone=tiny_encoder),
+                       search=SearchConfig(objective="answer_recall", strength=1.0, objective_options={"known_only": False}))
+    few = fit_about(model, tok, spec, config, reverse=True)  # 3 questions: too few for a second target
+    assert len(few.guard.targets) == 1 and "fewer than 8" in few.guard.metadata["reverse_target"]["skipped"]
+    long = AboutSpec(spec.name, (), " ".join(f"Harry Potter won prize number {i} at Hogwarts in year {1990 + i}." for i in range(12)))
+    result = fit_about(model, tok, long, config, reverse=True)
+    main, reverse = result.guard.targets
+    assert reverse.name == "Harry Potter-reverse" and reverse.tokens.strategy == "all_but_last"
+    assert reverse.corruption == main.corruption and result.guard.metadata["reverse_target"]["reverse_questions"] == 12
