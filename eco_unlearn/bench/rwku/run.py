@@ -13,7 +13,6 @@ from typing import Any, Callable, Sequence
 
 from ...data.rwku import RwkuProbe, RwkuTarget, load_rwku, parse_target_spec
 from ...errors import DatasetError
-from ...io import atomic_write_json
 from ...metrics import rouge_l_recall
 from ...models import load_model
 from ...runtime.guard import Guard
