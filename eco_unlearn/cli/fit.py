@@ -15,10 +15,12 @@ from .render import before_after_table, fit_report
 def fit(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the guard to."),
     forget: Optional[Path] = typer.Option(None, "--forget", help="Prompts to forget: JSON Lines or plain text, one a line."),
-    about: Optional[str] = typer.Option(None, "--about", help="Forget a person: derive the forget prompts from this name (instead of --forget)."),
-    alias: Optional[list[str]] = typer.Option(None, "--alias", help="--about: another name or spelling of the person (repeatable)."),
-    passage: Optional[Path] = typer.Option(None, "--passage", help="--about: a text about the person (facts become cloze prompts)."),
-    mmlu_dir: Optional[Path] = typer.Option(None, "--mmlu-negatives", help="--about: a folder with MMLU (or one holding mmlu/); its dev questions become negatives."),
+    about: Optional[list[str]] = typer.Option(None, "--about", help="Forget a person: derive the forget prompts from this name (instead of --forget); repeat it for several people in one guard."),
+    alias: Optional[list[str]] = typer.Option(None, "--alias", help="--about: another name or spelling of the person (repeatable; one --about only)."),
+    passage: Optional[Path] = typer.Option(None, "--passage", help="--about: a text about the person (facts become cloze prompts; one --about only)."),
+    people: Optional[Path] = typer.Option(None, "--people", help="Forget several people in one guard: JSON Lines, one {\"name\", \"aliases\", \"passage\" or \"passage_file\"} a line."),
+    reverse: bool = typer.Option(False, "--reverse", help="--about/--people: a second target for prompts that ask for the person without naming them (questions derived from the passages), every token corrupted."),
+    mmlu_dir: Optional[Path] = typer.Option(None, "--mmlu-negatives", help="--about/--people: a folder with MMLU (or one holding mmlu/); its dev questions become negatives."),
     entity_negatives: str = typer.Option("error", "--entity-negatives", help="Negatives naming an entity: error (name them and stop), drop, forget (in scope) or accept (the FPR they cause)."),
     retain: Optional[Path] = typer.Option(None, "--retain", help="Prompts to keep answering (hard negatives)."),
     general: str = typer.Option("builtin", "--general", help="Everyday prompts as negatives: a file, 'builtin' or 'none'."),
@@ -30,9 +32,12 @@ def fit(
     reference: Optional[Path] = typer.Option(None, "--reference", help="match_reference: items the model never saw, scored unguarded as the reference."),
     statistic: str = typer.Option("truth_ratio", "--statistic", help="match_reference: answer_prob or truth_ratio."),
     corruption: str = typer.Option("gaussian_first_n", "--corruption", help="A registered corruption."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Tokens to corrupt: all_but_last, all, entities or people (names and lone surnames); default: entities when there are entities, else all_but_last."),
+    token_fallback: str = typer.Option("all_but_last", "--token-fallback", help="entities/people: the tokens of a flagged prompt that names no one: all_but_last, all or none (left uncorrupted)."),
     strength: Optional[float] = typer.Option(None, "--strength", help="A fixed strength instead of a search."),
     search: str = typer.Option("auto", "--search", help="auto, bisection, zeroth_order or grid."),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the search may make."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward pass of the strength search (default 16; large vocabularies such as Gemma's gain from 64)."),
     alpha: float = typer.Option(0.01, "--alpha", help="False-positive bound of the threshold."),
     classifier_mode: opt.ClassifierMode = typer.Option("linear", "--classifier", help="linear (frozen encoder) or finetune."),
     backbone: str = typer.Option("minilm", "--backbone", help="Encoder: 'minilm', a local folder or a hub id."),
@@ -45,7 +50,8 @@ def fit(
     """Fit a guard: train the prompt classifier, calibrate its threshold, search the corruption strength."""
     from ..data import read_items
     from ..fitting import (
-        CalibrationConfig, ClassifierConfig, CorruptionConfig, FitConfig, SearchConfig, fit_guard, make_objective,
+        CalibrationConfig, ClassifierConfig, CorruptionConfig, FitConfig, SearchConfig, TokenCandidate, TokensConfig,
+        fit_guard, make_objective,
     )
 
     with errors():
@@ -53,14 +59,20 @@ def fit(
             name=name, seed=seed, chat=chat,
             classifier=ClassifierConfig(mode=opt.ClassifierMode(classifier_mode).value, backbone=backbone),
             calibration=CalibrationConfig(alpha=alpha, entity_negatives=entity_negatives),
-            search=SearchConfig(method=search, budget=budget, strength=strength, objective=objective, target=target),
+            search=SearchConfig(method=search, budget=budget, strength=strength, objective=objective, target=target,
+                                objective_options={"batch_size": batch_size} if batch_size is not None else {}),
             corruption=CorruptionConfig(name=corruption),
+            tokens=TokensConfig((TokenCandidate(tokens, fallback=None if token_fallback == "none" else token_fallback),))
+            if tokens is not None else TokensConfig(),
         )
         names = opt.entities(entities)
-        if (forget is None) == (about is None):
-            raise typer.BadParameter("give either --forget FILE (prompts to forget) or --about NAME (a person)")
-        if about is not None:
-            _fit_about(about, alias or [], passage, mmlu_dir, config, model, dtype, device, out_dir, report_path)
+        if sum(x is not None for x in (forget, about or None, people)) != 1:
+            raise typer.BadParameter(
+                "give one of --forget FILE (prompts to forget), --about NAME (a person) or --people FILE (several)"
+            )
+        if about or people is not None:
+            specs = _people(about or [], alias or [], passage, people)
+            _fit_about(specs, mmlu_dir, config, model, dtype, device, out_dir, report_path, reverse)
             return
         forget_items = read_items(forget, name="forget set")  # bad files fail before the model loads
         retain_items = read_items(retain, name="retain set") if retain is not None else []
@@ -82,25 +94,43 @@ def fit(
         _save(result, out_dir, report_path)
 
 
-def _fit_about(name: str, aliases: list[str], passage: Optional[Path], mmlu_dir: Optional[Path], config, model: str,
-               dtype: str, device: str, out_dir: Path, report_path: Optional[Path]) -> None:
-    from dataclasses import replace
-
-    from ..data.mmlu import load_mmlu
+def _people(about: list[str], aliases: list[str], passage: Optional[Path], people: Optional[Path]) -> list:
+    """The people of --about (with --alias and --passage for a single one) or of --people FILE."""
     from ..errors import ItemsError
-    from ..fitting.about import AboutSpec, fit_about
+    from ..fitting.about import AboutSpec, as_people, read_people
 
+    if people is not None:
+        if aliases or passage is not None:
+            raise typer.BadParameter("--alias and --passage go with one --about; in a --people file, each line has its own")
+        return read_people(people)
+    if len(about) > 1 and (aliases or passage is not None):
+        raise typer.BadParameter("--alias and --passage go with one --about; for several people with their own, use --people FILE")
     try:
         text = passage.read_text(encoding="utf-8") if passage is not None else ""
     except OSError as exc:
         raise ItemsError(f"cannot read --passage {passage}: {exc.strerror or exc}") from None
-    spec = AboutSpec(name, tuple(aliases), text)
+    specs = [AboutSpec(about[0], tuple(aliases), text)] if len(about) == 1 else [AboutSpec(n) for n in about]
+    as_people(specs)  # a name given twice fails before the model loads
+    return specs
+
+
+def _fit_about(specs: list, mmlu_dir: Optional[Path], config, model: str, dtype: str, device: str, out_dir: Path,
+               report_path: Optional[Path], reverse: bool) -> None:
+    from ..data.mmlu import load_mmlu
+    from ..fitting.about import fit_about
+
     mmlu = [q.question for q in load_mmlu("dev", data_dir=mmlu_dir)] if mmlu_dir is not None else []
-    config = replace(config, name=name if config.name == "forget" else config.name)
     lm, tokenizer = load(model, dtype, device)
-    with progress(f"fitting a guard about {name}") as report_progress:
-        result = fit_about(lm, tokenizer, spec, config, mmlu=mmlu, progress=report_progress)
+    who = specs[0].name if len(specs) == 1 else f"{len(specs)} people"
+    with progress(f"fitting a guard about {who}") as report_progress:
+        result = fit_about(lm, tokenizer, specs, config, mmlu=mmlu, reverse=reverse, progress=report_progress)
     _save(result, out_dir, report_path)
+    if reverse:
+        info = result.guard.metadata["reverse_target"]
+        rates = info.get("held_out")
+        out.print(f"reverse target: {info['reverse_questions']} questions from the passages; "
+                  + (f"held-out FNR {rates['fnr']:.1%} of {rates['positives']}, FPR {rates['fpr']:.1%} of {rates['negatives']}"
+                     if rates else info["skipped"]))
 
 
 def demo(

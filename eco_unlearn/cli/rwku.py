@@ -49,6 +49,8 @@ def run(
     neighbors: bool = typer.Option(True, "--neighbors/--no-neighbors"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N probes per target and level (smoke runs)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Generation batch (decoding is memory-bound: large batches pay)."),
+    known_only: bool = typer.Option(False, "--known-only", help="With --guard: generate guarded answers only for the known probes (where the floors are measured); faster."),
+    reuse_unflagged: bool = typer.Option(True, "--reuse-unflagged/--regenerate-unflagged", help="With --guard: probes it does not flag keep their unguarded answers (they take the bare model's path), or are generated again."),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/rwku); answers are cached there."),
 ) -> None:
     """Greedy answers (30 new tokens, first line), ROUGE-L recall per level and level-3 type, known probes."""
@@ -59,7 +61,7 @@ def run(
         config = RwkuRunConfig(
             targets=targets, model=model, guard=str(guard) if guard else None, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path("rwku")), levels=opt.integers(levels, "--levels"), neighbors=neighbors,
-            limit=limit, batch_size=batch_size,
+            limit=limit, batch_size=batch_size, reuse_unflagged=reuse_unflagged, known_only=known_only,
         )
         with progress("RWKU") as report_progress:
             report = run_rwku(config, report_progress)
@@ -67,6 +69,26 @@ def run(
         best = ", ".join(f"{r['target']} {r['name']} ({r['known_forget_probes']})" for r in report.known_ranking[:10])
         out.print(f"known best (known forget probes): {best}")
         out.print(f"{report.seconds / 60:.1f} min; report.json and answers.jsonl in {config.output}")
+
+
+@app.command("people")
+def people(
+    targets: str = typer.Option(..., "--targets", help="RWKU target ids: 4,6,65 or 1-10."),
+    data_dir: Optional[Path] = DATA_DIR,
+    output: Path = typer.Option(..., "--out", "-o", help="The people file to write (JSON Lines), for `eco-unlearn fit --people`."),
+) -> None:
+    """Write a people file from RWKU targets' names, intros and passages (never their probes)."""
+    import json
+
+    from ..data.rwku import load_rwku
+    from ..fitting.about import rwku_people
+    from ..io import atomic_write_text
+
+    with errors():
+        specs = rwku_people(load_rwku(targets, str(data_dir) if data_dir else None))
+        lines = [json.dumps({"name": s.name, "aliases": list(s.aliases), "passage": s.passage}) for s in specs]
+        atomic_write_text(output, "\n".join(lines) + "\n")
+        out.print(f"{len(specs)} people ({', '.join(s.name for s in specs)}) written to {output}")
 
 
 @app.command("attacks")

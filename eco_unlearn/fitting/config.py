@@ -22,7 +22,7 @@ from ..errors import (
     CalibrationError, ClassifierError, CorruptionError, GuardError, InputError, ItemsError, ObjectiveError, SearchError,
 )
 from ..runtime.corruption import CorruptionSpec
-from ..runtime.tokens import SELECTION_STRATEGIES, TokenSelection
+from ..runtime.tokens import ENTITY_STRATEGIES, SELECTION_STRATEGIES, TokenSelection
 from ..validation import integer, is_number, number, one_of
 from .objectives import OBJECTIVES
 from .search import SEARCHES
@@ -181,8 +181,8 @@ class TokenCandidate:
         for name in (self.strategy, self.fallback):
             if name is not None:
                 SELECTION_STRATEGIES.get(name)  # an unknown name: GuardError with the known ones
-        if self.fallback == "entities":
-            raise GuardError("the fallback of a token selection cannot itself be 'entities'")
+        if self.fallback in ENTITY_STRATEGIES:
+            raise GuardError(f"the fallback of a token selection cannot itself be {self.fallback!r}")
         if not all(isinstance(e, str) for e in self.entities):
             raise GuardError(f"token selection entities must be strings, not {self.entities!r}")
 
@@ -192,7 +192,7 @@ class TokenCandidate:
 
     def selection(self, entities: tuple[str, ...]) -> TokenSelection:
         """The ``TokenSelection`` this candidate means, given the fit's entities."""
-        chosen = self.entities or (entities if self.strategy == "entities" else ())
+        chosen = self.entities or (entities if self.strategy in ENTITY_STRATEGIES else ())
         return TokenSelection(self.strategy, chosen, self.fallback)
 
 

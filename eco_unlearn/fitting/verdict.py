@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from .report import HeldOutRates, ObjectiveValues
 
-__all__ = ["MIN_HELD_OUT_NEGATIVES", "MIN_HELD_OUT_POSITIVES", "verdict"]
+__all__ = ["MIN_HELD_OUT_NEGATIVES", "MIN_HELD_OUT_POSITIVES", "MIN_OBJECTIVE_ITEMS", "verdict"]
 
 MIN_HELD_OUT_POSITIVES = 20
 """Below this many held-out forget prompts, one miss moves the FNR by more than 5 points."""
 MIN_HELD_OUT_NEGATIVES = 100
 """Below this many held-out negatives, a 1% false-positive rate cannot be told from zero."""
+
+MIN_OBJECTIVE_ITEMS = 20
+"""Below this many items scored by the objective (with ``answer_recall``: those the unguarded model
+answers), one item moves the objective by more than 5 points, so a 5% target cannot be told apart."""
 
 ADVICE = ("give more forget examples, derive them from a name and a text (eco-unlearn fit --about NAME --passage FILE), "
           "or name the scope's entities (--entities)")
@@ -27,6 +31,12 @@ def verdict(search_met: bool, objective: ObjectiveValues, held_out: HeldOutRates
             f"front (target {sign} {objective.target:.3g}; {objective.items_flagged_end_to_end} of {objective.items} "
             f"items flagged), although corrupting every prompt reaches {objective.after:.3g}: the classifier misses "
             f"forget prompts; {ADVICE}"
+        )
+    if objective.items < MIN_OBJECTIVE_ITEMS:
+        reasons.append(
+            f"the strength rests on {objective.items} forget items scored by {objective.name} (fewer than "
+            f"{MIN_OBJECTIVE_ITEMS}; one item moves it by {1 / max(objective.items, 1):.0%}): give more items with "
+            "answers, or longer passages whose facts the model knows"
         )
     if held_out.positives < MIN_HELD_OUT_POSITIVES:
         reasons.append(

@@ -17,8 +17,8 @@ FORGET = [PromptItem(f"Question {i} about Harry Potter?", choices=("yes", "no"),
 FORGET += [PromptItem(f"Question {i} about the boy wizard?", choices=("yes", "no"), answer_index=i % 2) for i in range(4)]
 
 
-def values(after_end_to_end: float) -> ObjectiveValues:
-    return ObjectiveValues("choice_accuracy", "max", 0.5, 8, 0.2, 0.9, after_end_to_end, 4, after_end_to_end >= 0.5)
+def values(after_end_to_end: float, items: int = 25) -> ObjectiveValues:
+    return ObjectiveValues("choice_accuracy", "max", 0.5, items, 0.2, 0.9, after_end_to_end, 4, after_end_to_end >= 0.5)
 
 
 def rates(positives: int, negatives: int) -> HeldOutRates:
@@ -34,6 +34,8 @@ def test_a_guard_that_misses_end_to_end_or_rests_on_few_prompts_does_not_meet_it
     met, reasons = verdict(True, values(0.9), rates(25, 40))
     assert not met and "fewer than 100 held-out negatives" in reasons[0]
     assert verdict(False, values(0.9), rates(25, 150))[0] is False
+    met, reasons = verdict(True, values(0.9, items=15), rates(25, 150))
+    assert not met and "rests on 15 forget items" in reasons[0] and "7%" in reasons[0]
 
 
 def test_fit_guard_writes_the_end_to_end_verdict_into_report_and_guard(model, tok):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from eco_unlearn.bench.rwku import KNOWN_CUT, Answer, AnswerCache, RwkuRunConfig, first_line, probe_prompt, probe_results, run_rwku, summarise
-from eco_unlearn.bench.rwku.score import rank_known_targets
+from eco_unlearn.bench.rwku.score import diagnose, rank_known_targets
 from eco_unlearn.data.rwku import RwkuProbe
 from eco_unlearn.errors import DatasetError
 from test_rwku_data import write_target
@@ -57,3 +58,35 @@ def test_run_scores_a_smoke_target_and_resumes_from_the_cache(tmp_path, model, t
     assert (tmp_path / "out" / "answers.jsonl").read_text().splitlines() == lines  # nothing recomputed
     with pytest.raises(DatasetError):
         RwkuRunConfig(levels=(4,))
+
+
+def test_diagnosis_tells_classifier_misses_from_weak_corruption_and_flagged_neighbours():
+    probes = [probe(answer="Analytical Engine"), probe(answer="Analytical Engine"), probe(answer="Analytical Engine"),
+              probe(kind="neighbor", answer="Babbage"), probe(kind="neighbor", answer="Babbage")]
+    rows = probe_results(probes, ["Analytical Engine"] * 3 + ["Babbage"] * 2,
+                         ["Analytical Engine", "Analytical Engine", "no", "no", "Babbage"], [False, True, True, True, False])
+    assert diagnose(rows) == {
+        "forget/level1": {"known": 3, "flagged": 2, "missed": 1, "flagged_still_answered": 1},
+        "neighbor/level1": {"known": 2, "flagged": 1, "flagged_lost": 1, "unflagged_lost": 0},
+    }
+    assert diagnose(probe_results(probes, ["x"] * 5)) == {}  # unguarded: nothing to diagnose
+
+
+def test_guarded_run_writes_the_diagnosis_and_both_plots(tmp_path, model, tok, guard):
+    from test_rwku_data import PROBE
+
+    named = [dict(PROBE, subject="Harry Potter", query="Harry Potter went to ___.", answer="Hogwarts")]
+    write_target(tmp_path / "data", 1, "Harry Potter", **{"forget_level1.json": named})
+    guard.save(tmp_path / "guard")
+    config = RwkuRunConfig(targets="1", data_dir=str(tmp_path / "data"), output=str(tmp_path / "out"), limit=1,
+                           batch_size=4, guard=str(tmp_path / "guard"))
+    report = run_rwku(config, model=model, tokenizer=tok)
+    assert [r["flagged"] for r in report.rows] == [True, False, False, False, False]
+    assert (tmp_path / "out" / "levels.png").stat().st_size > 0 and (tmp_path / "out" / "targets.png").stat().st_size > 0
+    assert set(report.diagnosis) <= set(report.overall)
+    # unflagged probes keep their unguarded answers; generating them with the guard gives the same
+    again = run_rwku(replace(config, output=str(tmp_path / "again"), reuse_unflagged=False), model=model, tokenizer=tok)
+    assert [r["guarded"] for r in again.rows] == [r["guarded"] for r in report.rows]
+    assert [r["guarded"] for r in report.rows][1:] == [r["unguarded"] for r in report.rows][1:]
+    known = run_rwku(replace(config, output=str(tmp_path / "known"), known_only=True), model=model, tokenizer=tok)
+    assert all((r["guarded"] is not None) == (r["unguarded_recall"] >= KNOWN_CUT) for r in known.rows)

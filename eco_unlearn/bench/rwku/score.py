@@ -13,7 +13,9 @@ import numpy as np
 from ...data.rwku import RwkuProbe
 from ...metrics import rouge_l_recall
 
-__all__ = ["KNOWN_CUT", "ProbeResult", "group_summary", "probe_results", "rank_known_targets", "summarise"]
+__all__ = [
+    "KNOWN_CUT", "ProbeResult", "diagnose", "group_summary", "probe_results", "rank_known_targets", "summarise",
+]
 
 KNOWN_CUT = 0.5
 """A probe counts as answered when at least half of its answer's words (ROUGE-L recall) are in the answer."""
@@ -46,10 +48,10 @@ class ProbeResult:
 
 
 def probe_results(
-    probes: Sequence[RwkuProbe], unguarded: Sequence[str], guarded: Sequence[str] | None = None,
+    probes: Sequence[RwkuProbe], unguarded: Sequence[str], guarded: Sequence[str | None] | None = None,
     flagged: Sequence[bool | None] | None = None,
 ) -> list[ProbeResult]:
-    """Score each probe's answers against its reference answer."""
+    """Score each probe's answers against its reference answer (a guarded answer of None: not asked)."""
     rows = []
     for i, probe in enumerate(probes):
         after = guarded[i] if guarded is not None else None
@@ -97,6 +99,30 @@ def summarise(rows: Sequence[ProbeResult]) -> dict[str, dict[str, Any]]:
         if chosen:
             groups[f"{kind}/all"] = chosen
     return {name: group_summary(group) for name, group in sorted(groups.items())}
+
+
+def diagnose(rows: Sequence[ProbeResult]) -> dict[str, dict[str, int]]:
+    """Why known probes went wrong, per kind/level: a known forget probe still answered was either missed
+    by the classifier (``missed``) or flagged and corrupted too weakly (``flagged_still_answered``); a known
+    neighbour probe lost was flagged (``flagged_lost``) or not (``unflagged_lost``: unflagged prompts are
+    answered as without the guard, so only batch numerics can cause it). Also how many known probes were
+    flagged at all. Empty without guarded answers."""
+    out: dict[str, dict[str, int]] = {}
+    for name, group in _groups(rows).items():
+        known = [r for r in group if r.known and r.guarded_recall is not None]
+        if not known:
+            continue
+        if name.startswith("forget"):
+            answered = [r for r in known if r.still_answered]
+            out[name] = {"known": len(known), "flagged": sum(bool(r.flagged) for r in known),
+                         "missed": sum(not r.flagged for r in answered),
+                         "flagged_still_answered": sum(bool(r.flagged) for r in answered)}
+        else:
+            lost = [r for r in known if not r.still_answered]
+            out[name] = {"known": len(known), "flagged": sum(bool(r.flagged) for r in known),
+                         "flagged_lost": sum(bool(r.flagged) for r in lost),
+                         "unflagged_lost": sum(not r.flagged for r in lost)}
+    return out
 
 
 def rank_known_targets(rows: Sequence[ProbeResult], count: int) -> list[tuple[int, int, float]]:
