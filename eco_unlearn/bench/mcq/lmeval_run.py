@@ -129,8 +129,8 @@ def time_hf_and_eco(model: str, questions: Sequence[McqQuestion], guard: str, fo
 
 
 def run_lm_eval_check(config: Any, timing_questions: int = 16, repeats: int = 3) -> dict[str, Any]:
-    """After ``run_mcq``: the comparison through lm-eval on the setting's scored forget and related questions,
-    and (``repeats`` > 0) the side-by-side timing on ``timing_questions`` other-subject questions the guard
+    """After ``run_mcq``: the comparison through lm-eval on every question the setting scored (forget,
+    related and other subjects), and (``repeats`` > 0) the side-by-side timing on ``timing_questions`` other-subject questions the guard
     leaves unflagged. Written to ``<output>/<setting>-lm-eval.json`` (timing kept from an earlier run when
     ``repeats`` is 0)."""
     import json
@@ -139,9 +139,8 @@ def run_lm_eval_check(config: Any, timing_questions: int = 16, repeats: int = 3)
     from .experiment import saved_scores
 
     questions, original, guarded, guard_dir = saved_scores(config)
-    focus = [q for q in questions if config.setting.role(q.subject) != "other"]
     folder = Path(config.output) / f"lm-eval-{config.setting.name}"
-    comparison = compare_with_lm_eval(config.setting, config.model, focus, original, guarded, str(guard_dir),
+    comparison = compare_with_lm_eval(config.setting, config.model, questions, original, guarded, str(guard_dir),
                                       folder, batch_size=config.batch_size)
     path = Path(config.output) / f"{config.setting.name}-lm-eval.json"
     earlier = json.loads(path.read_text()).get("timing_nothing_flagged") if path.is_file() else None
