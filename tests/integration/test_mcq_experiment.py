@@ -221,6 +221,12 @@ def test_a_guard_that_flags_nothing_reuses_every_bare_score(nothing_flagged):
         assert g.flagged.flagged == 0 and g.guarded == g.original
 
 
+def config_questions(config):
+    from eco_unlearn.bench.mcq.experiment import saved_scores
+
+    return saved_scores(config)[0]
+
+
 def test_lm_eval_check_matches_eco_unlearn_when_nothing_is_flagged(nothing_flagged):
     from eco_unlearn.bench.mcq.lmeval_run import run_lm_eval_check
 
@@ -230,9 +236,9 @@ def test_lm_eval_check_matches_eco_unlearn_when_nothing_is_flagged(nothing_flagg
     assert result["agreement"] == {"hf_vs_original": 1.0, "eco_vs_guarded": 1.0}
     folder = Path(config.output) / "lm-eval-economics"
     hf, eco = (json.loads((folder / f"{which}-predictions.json").read_text())["predictions"] for which in ("hf", "eco"))
-    assert hf == eco and len(hf) == 12  # the forget and related questions
+    assert hf == eco and len(hf) == len(config_questions(config))  # every scored question, other subjects too
     rows = {r["role"]: r for r in result["rows"]}
-    assert set(rows) == {"forget", "related"}
+    assert set(rows) == {"forget", "related", "other"}
     for row in rows.values():
         assert row["lm_eval_hf"] == row["eco_unlearn_original"] == row["lm_eval_eco"] == row["eco_unlearn_guarded"]
     timing = result["timing_nothing_flagged"]
