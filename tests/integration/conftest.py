@@ -75,9 +75,10 @@ def cli_main():
 @pytest.fixture(scope="session")
 def demo_run(cli, tmp_path_factory):
     """``eco-unlearn demo`` run once, as the README's first command does: the fitted guard lands in the
-    cache (for ``generate --guard demo``) and its report in a temporary file."""
+    cache (for ``generate --guard demo``) and its report in a temporary file. ``--budget 4`` (the range's
+    ends and two bisection steps; the default 30 stops after about 10) keeps the search to a minute here."""
     report = tmp_path_factory.mktemp("demo") / "report.json"
-    result = cli("demo", "--report", str(report), "-n", "24", timeout=1200)
+    result = cli("demo", "--report", str(report), "-n", "8", "--budget", "4", timeout=1200)
     assert result.returncode == 0, result.stderr
     return result, json.loads(report.read_text())
 
