@@ -32,9 +32,9 @@ from eco_unlearn.bench.tofu import (
     sweep_strengths,
     tofu_fit_config,
 )
-from eco_unlearn.bench.tofu.eco import strength_range
+from eco_unlearn.bench.tofu.eco import strength_range, surrogate_objective
 from eco_unlearn.bench.tofu import run as run_module
-from eco_unlearn.bench.tofu.data import DATA_ENV
+from eco_unlearn.bench.tofu.data import DATA_ENV, PRESETS
 from eco_unlearn.bench.tofu.evaluate import EVAL_SETS
 from eco_unlearn.bench.tofu.run import prepare_models
 from eco_unlearn.data.items import PromptItem
@@ -199,6 +199,18 @@ def test_fit_tofu_guard_fits_with_one_fit_config_and_stores_it(model, tok):
     ]
 
 
+def test_a_limited_surrogate_scores_the_first_holdout_questions_with_a_full_runs_perturbed_answers(tok, tofu_data):
+    splits = load_splits(replace(PRESETS["mini"], authors=1), tofu_data.parent)
+    model = build_model(tok, seed=0, context=512)  # TOFU answers are longer than the shared tiny model's context
+    full = surrogate_objective(model, tok, splits, EcoTofuConfig(), chat=False)
+    limited = surrogate_objective(model, tok, splits, EcoTofuConfig(), chat=False, limit=3)
+    first = [f"Question: {i.prompt}\nAnswer:" for i in splits.holdout[:3]]
+    assert [i.prompt for i in limited.reference_items] == [i.prompt for i in full.reference_items if i.prompt in first]
+    assert len(limited.reference_items) == 3 and len(limited.items) == 3 < len(full.reference_items)
+    by_prompt = {i.prompt: set(i.perturbed_answers) for i in full.reference_items}  # the same swaps were drawn and ranked
+    assert all(set(i.perturbed_answers) == by_prompt[i.prompt] for i in limited.reference_items)
+
+
 def test_resolved_preset():
     assert TofuRunConfig().resolved_preset().name == "mini"
     preset = TofuRunConfig(preset="forget05", authors=3).resolved_preset()
@@ -301,7 +313,7 @@ def test_run_tofu_evaluations_and_report(first_run):
     assert report.config["preset"]["name"] == "mini-1authors" and report.config["preset"]["authors"] == 1
     assert report.config["floors"]["eco_utility_ratio_min"] == 0.98
     assert report.fit["statistic"] == "truth_ratio"  # on holdout items given fact-swapped perturbed answers
-    assert 0 < report.fit["surrogate_items"] <= 40
+    assert report.fit["surrogate_items"] == 2  # limit=2: the surrogate's first 2 holdout questions (both have facts to swap)
     assert report.fit["report"]["objective"]["items"] == 2  # limit=2: the search scores 2 forget questions
     assert report.fit["classifier_entities"] == ["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"]
     assert report.fit["paraphrased_questions"] == 40 and 0 <= report.fit["paraphrased_recall"] <= 1
