@@ -73,6 +73,12 @@ def direct(engine):
     return openai.OpenAI(base_url=engine.url + "/v1", api_key="unused", max_retries=0)
 
 
+def _requests_running(engine) -> float:
+    """The engine's own count of requests it is generating (its Prometheus metrics)."""
+    metrics = httpx.get(engine.url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("vllm:num_requests_running"))
+
+
 def _chat(client, messages, n=16, **kw):
     return client.chat.completions.create(model="smollm2", messages=messages, max_tokens=n, temperature=0, **kw)
 
@@ -152,7 +158,10 @@ def test_engine_killed_mid_request_gives_502_then_recovers(gateway, engine):
 
     thread = threading.Thread(target=long_request)
     thread.start()
-    time.sleep(3)  # the engine is generating
+    deadline = time.monotonic() + 60
+    while _requests_running(engine) < 1:  # until the engine is generating it
+        assert thread.is_alive() and time.monotonic() < deadline, f"the long request never ran on the engine: {result}"
+        time.sleep(0.1)
     engine.kill()
     thread.join(60)
     assert not thread.is_alive(), "the request outlived the engine by a minute"
