@@ -105,6 +105,9 @@ def cli_main():
     CompletedProcess like ``cli``. For checks of one command's bad input: a subprocess each would only
     import torch again (every command group keeps one check through ``cli``, a real process)."""
     from eco_unlearn.cli import main
+    from eco_unlearn.cli.console import err, out
+
+    out.width = err.width = 200  # as COLUMNS=200 gives ``cli``'s processes (a table's cells are not cut short)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         stdout, stderr, argv = io.StringIO(), io.StringIO(), sys.argv
