@@ -111,25 +111,26 @@ def test_prepare_models_trains_both_models_then_reuses_them(saved_model_dir, tmp
 
 def test_prepare_models_cache_is_keyed_by_settings_and_rows(saved_model_dir, tmp_path):
     cache = str(tmp_path / "cache")
-    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
-    other_lr = prepare_models(synthetic_splits(), str(saved_model_dir), replace(TINY, learning_rate=1e-3), cache=cache)
+    # parallel=False: the cache is what is tested here, training side by side in test_parallel_preparation_...
+    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, parallel=False)
+    other_lr = prepare_models(synthetic_splits(), str(saved_model_dir), replace(TINY, learning_rate=1e-3), cache=cache, parallel=False)
     assert other_lr.target != first.target and other_lr.retain != first.retain
     assert not other_lr.training["target"]["cached"] and not other_lr.training["retain"]["cached"]
     # other forget answers: a new target, the same retain model (its rows did not change)
     splits = synthetic_splits()
     splits.target_train = splits.retain_train + [replace(i, answer="A cat.") for i in splits.forget]
-    new_forget = prepare_models(splits, str(saved_model_dir), TINY, cache=cache)
+    new_forget = prepare_models(splits, str(saved_model_dir), TINY, cache=cache, parallel=False)
     assert new_forget.retain == first.retain and new_forget.training["retain"]["cached"] is True
     assert new_forget.target != first.target and new_forget.training["target"]["cached"] is False
 
 
 def test_prepare_models_retrains_when_the_record_does_not_match(saved_model_dir, tmp_path):
     cache = str(tmp_path / "cache")
-    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
+    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, parallel=False)
     record = json.loads((first.target / "prepare.json").read_text())
     record["signature"]["examples"] = 999
     (first.target / "prepare.json").write_text(json.dumps(record))
-    again = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
+    again = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, parallel=False)
     assert again.target == first.target and again.training["target"]["cached"] is False
     assert json.loads((first.target / "prepare.json").read_text())["signature"]["examples"] == 5
 
@@ -149,7 +150,7 @@ def test_an_interrupted_preparation_resumes_from_its_checkpoint(saved_model_dir,
     assert resumed.training["retain"]["cached"] is True  # finished before the interruption
     assert resumed.training["target"]["resumed_from_epoch"] == 1 and len(resumed.training["target"]["epoch_losses"]) == 2
     assert not checkpoints[0].exists()
-    straight = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "other"))
+    straight = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "other"), parallel=False)
     assert model_bytes(straight.target) == model_bytes(resumed.target)
 
 
@@ -244,6 +245,7 @@ def run_config(tofu_data, tmp_path_factory, tok):
         model=str(base / "model"), data_dir=str(tofu_data.parent), cache=str(base / "cache"), output=str(base / "out"),
         authors=1, limit=2, finetune=FinetuneConfig(epochs=1), evaluation=TofuEvalConfig(max_new_tokens=4),
         eco=EcoTofuConfig(fit=tofu_fit_config(search__budget=3)),
+        parallel=False,  # side by side: test_parallel_preparation_... here, `tofu run` in tests/integration/test_tofu.py
     )
 
 
