@@ -95,11 +95,11 @@ def test_prepare_reuses_the_cached_models(tofu_run, tofu_cli, cli_main, tofu_dir
     assert result.stdout.count("cached") == 2
 
 
-def test_eval_scores_the_guarded_target_against_the_retain_reference(tofu_run, tofu_cli, cli_main, tofu_dir, tmp_path):
+def test_eval_scores_the_guarded_target_against_the_retain_reference(tofu_run, tofu_cli, tofu_dir, tmp_path):
     _, out = tofu_run
     report = json.loads((out / "report.json").read_text())
     saved = tmp_path / "eco.json"
-    result = cli_main(  # in this process (with tofu_cli's cache)
+    result = tofu_cli(  # a real process: in this one it took 120 s instead of 11 (not understood yet)
         "tofu", "eval", "--model", report["files"]["target_model"], "--guard", str(out / "guard"),
         "--reference", str(out / "retain.json"), "--data-dir", str(tofu_dir), "--authors", "1", "--limit", "3",
         "--max-new-tokens", "8", "--out", str(saved),
