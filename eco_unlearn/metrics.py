@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from .errors import MetricError
 
@@ -64,6 +63,8 @@ def forget_quality(truth_ratios: Sequence[float], retain_truth_ratios: Sequence[
     ratios and those of a model never trained on the forget set. High means indistinguishable."""
     if len(truth_ratios) == 0 or len(retain_truth_ratios) == 0:
         raise MetricError("forget quality needs truth ratios from both models")
+    from scipy import stats  # here, not at the top: scipy.stats alone takes a second to import
+
     return float(stats.ks_2samp(truth_ratios, retain_truth_ratios).pvalue)
 
 
@@ -72,7 +73,7 @@ def harmonic_mean(values: Sequence[float]) -> float:
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0 or (values < 0).any():
         raise MetricError("the harmonic mean needs at least one value, none negative")
-    return 0.0 if (values == 0).any() else float(stats.hmean(values))
+    return 0.0 if (values == 0).any() else float(values.size / np.sum(1.0 / values))
 
 
 @lru_cache(maxsize=1)

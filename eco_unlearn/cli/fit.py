@@ -137,6 +137,7 @@ def demo(
     model: str = opt.MODEL,
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save the guard (default: the cache, for `generate --guard demo`)."),
     max_new_tokens: int = typer.Option(40, "--max-new-tokens", "-n", min=1),
+    budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations of the strength search (fewer: quicker, the strength coarser)."),
     seed: int = opt.SEED,
     report_path: Optional[Path] = typer.Option(None, "--report", help="Also write the fit report as JSON here."),
 ) -> None:
@@ -148,7 +149,7 @@ def demo(
     with errors():
         lm, tokenizer = load(model, "float32", "cpu")
         with progress("fitting the demo guard") as report_progress:
-            result = fit_demo_guard(lm, tokenizer, seed=seed, progress=report_progress)
+            result = fit_demo_guard(lm, tokenizer, seed=seed, budget=budget, progress=report_progress)
         path = out_dir or demo_guard_path(model)
         result.guard.save(path)
         if report_path is not None:

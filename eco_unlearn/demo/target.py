@@ -51,17 +51,22 @@ def demo_guard_path(model_name: str = "smollm2") -> Path:
     return cache_dir() / "guards" / f"demo-{Path(model_name).name}"
 
 
-def demo_fit_config(seed: int = 0) -> FitConfig:
+def demo_fit_config(seed: int = 0, budget: int = SearchConfig.budget) -> FitConfig:
     """The demo's settings: its target's name, ``answer_recall`` bisected (the least noise after which the
-    model no longer gives the answers it knew)."""
-    return FitConfig(name="harry-potter", seed=seed, search=SearchConfig(method="bisection", objective="answer_recall"))
+    model no longer gives the answers it knew) in at most ``budget`` evaluations of the guarded model (fewer:
+    a quicker fit whose strength may be above the least that forgets)."""
+    search = SearchConfig(method="bisection", budget=budget, objective="answer_recall")
+    return FitConfig(name="harry-potter", seed=seed, search=search)
 
 
 def fit_demo_guard(
-    model: Any, tokenizer: Any, *, seed: int = 0, progress: Callable[[str, int, int], None] | None = None, **options: Any
+    model: Any, tokenizer: Any, *, seed: int = 0, budget: int = SearchConfig.budget,
+    progress: Callable[[str, int, int], None] | None = None, **options: Any
 ) -> FitResult:
     """Fit the demo guard: MiniLM + the names of the books, Gaussian noise on those names' tokens,
-    strength bisected until the model no longer gives the answers it knew. ``options`` go to ``fit_guard``."""
+    strength bisected (at most ``budget`` evaluations) until the model no longer gives the answers it knew.
+    ``options`` go to ``fit_guard``."""
     data = demo_data()
     options.setdefault("entities", DEMO_ENTITIES)
-    return fit_guard(model, tokenizer, data.forget, data.retain, demo_fit_config(seed), progress=progress, **options)
+    config = demo_fit_config(seed, budget)
+    return fit_guard(model, tokenizer, data.forget, data.retain, config, progress=progress, **options)

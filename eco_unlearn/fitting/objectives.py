@@ -168,6 +168,10 @@ class ChoiceAccuracy(Objective):
             start += k
         return correct
 
+    def prompts(self) -> list[str] | None:
+        # cloze scores each choice after the question itself; letters appends the choices to it
+        return [item.prompt for item in self.items] if self.format == "cloze" else None
+
     def _letters(self, model: "GuardedModel", chat: bool) -> np.ndarray:
         letters = "ABCDEFGHIJ"
         if max(len(item.choices) for item in self.items) > len(letters):
@@ -233,6 +237,9 @@ class AnswerRecall(Objective):
             [item.prompt for item in self.items], chat=self._chat(model),
             max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
         )
+
+    def prompts(self) -> list[str] | None:
+        return [item.prompt for item in self.items]
 
     def per_item(self, model: "GuardedModel") -> np.ndarray:
         score = contains_answer if self.metric == "contains" else rouge_l_recall

@@ -1,4 +1,6 @@
-"""The eco-unlearn CLI, run as a user would: a subprocess with the real SmolLM2."""
+"""The eco-unlearn CLI with the real SmolLM2: run as a user would, in a subprocess (``cli``: the demo guard's
+generate, a bad command), and its entry point in this process (``cli_main``) for the other checks, which a
+process each would only slow down."""
 
 from __future__ import annotations
 
@@ -31,14 +33,15 @@ def test_generate_with_demo_guard(cli, demo_run):
     assert "Paris" in clean["text"]
 
 
-def test_generate_table_and_models_and_inspect(cli, smollm2, tmp_path):
+def test_generate_table_and_models_and_inspect(cli_main, smollm2, tmp_path):
+    # in this process, through the entry point: test_generate_with_demo_guard runs generate in a real one
     keyword_demo_guard(smollm2[0]).save(tmp_path / "g")
-    shown = cli("inspect", str(tmp_path / "g"))
+    shown = cli_main("inspect", str(tmp_path / "g"))
     assert shown.returncode == 0, shown.stderr
     assert "harry-potter" in shown.stdout and "gaussian_first_n" in shown.stdout and "LlamaForCausalLM" in shown.stdout
-    listed = cli("models")
+    listed = cli_main("models")
     assert listed.returncode == 0 and "smollm2" in listed.stdout and "gemma3-270m" in listed.stdout
-    table = cli("generate", "--guard", str(tmp_path / "g"), "-n", "4", "What is the capital of France?")
+    table = cli_main("generate", "--guard", str(tmp_path / "g"), "-n", "4", "What is the capital of France?")
     assert table.returncode == 0, table.stderr
     assert "France" in table.stdout
 
@@ -73,7 +76,7 @@ def assert_one_error_line(result, message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_broken_guard_artifacts_are_rejected(cli, cli_main, smollm2, tmp_path):
+def test_broken_guard_artifacts_are_rejected(cli_main, smollm2, tmp_path):
     guard_dir = tmp_path / "g"
     keyword_demo_guard(smollm2[0]).save(guard_dir)
     manifest = guard_dir / "guard.json"
@@ -81,7 +84,7 @@ def test_broken_guard_artifacts_are_rejected(cli, cli_main, smollm2, tmp_path):
 
     data["targets"][0]["corruption"]["name"] = "melt"
     manifest.write_text(json.dumps(data))
-    result = cli("generate", "--guard", str(guard_dir), "hi")
+    result = cli_main("generate", "--guard", str(guard_dir), "hi")
     assert result.returncode == 2 and "unknown corruption 'melt'" in result.stderr
 
     data["targets"][0]["corruption"] = {"name": "gaussian_first_n", "strength": -1}
@@ -94,7 +97,7 @@ def test_broken_guard_artifacts_are_rejected(cli, cli_main, smollm2, tmp_path):
     assert result.returncode == 2 and "not valid JSON" in result.stderr
 
 
-def test_guard_for_another_model_is_refused(cli, cli_main, smollm2, tmp_path):
+def test_guard_for_another_model_is_refused(cli_main, smollm2, tmp_path):
     from dataclasses import replace
 
     guard = keyword_demo_guard(smollm2[0])
@@ -102,5 +105,5 @@ def test_guard_for_another_model_is_refused(cli, cli_main, smollm2, tmp_path):
     guard.save(tmp_path / "g")
     result = cli_main("generate", "--guard", str(tmp_path / "g"), "-n", "4", "hi")
     assert result.returncode == 2 and "built for another model" in result.stderr
-    forced = cli("generate", "--guard", str(tmp_path / "g"), "--force", "-n", "4", "hi")
+    forced = cli_main("generate", "--guard", str(tmp_path / "g"), "--force", "-n", "4", "hi")
     assert forced.returncode == 0 and "warning" in forced.stderr

@@ -70,7 +70,7 @@ def test_tofu_forget01_classifier_meets_the_floors(tofu_dir):
 def test_demo_command_fits_a_guard_that_forgets(demo_run, smollm2):
     result, report = demo_run
     assert report["held_out"]["fpr"] <= 0.02 and report["held_out"]["fnr"] <= 0.02
-    assert report["search"]["met"] and report["search"]["evaluations"] <= 30
+    assert report["search"]["met"] and report["search"]["evaluations"] == 4  # the fixture's --budget (bisection needs ~10)
     assert report["objective"]["before"] == 1.0 and report["objective"]["after_end_to_end"] <= 0.05
     assert "answers before and after" in result.stdout and "strength search" in result.stdout
     guard = Guard.load(demo_guard_path("smollm2"))

@@ -134,8 +134,8 @@ def test_cli_serve_and_sighup_reload(smollm2, tmp_path):
     (["--backend", "vllm"], "--vllm-url"),
     (["--on-classifier-error", "ignore"], "ignore"),
 ])
-def test_cli_serve_bad_options(cli, args, message):
-    result = cli("serve", *args, timeout=120)
+def test_cli_serve_bad_options(cli_main, args, message):
+    result = cli_main("serve", *args)  # in this process: test_cli_serve_and_sighup_reload runs serve in a real one
     assert result.returncode == 2 and "error:" in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
 

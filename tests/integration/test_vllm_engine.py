@@ -1,9 +1,11 @@
 """The vLLM gateway against a real vLLM engine (the CPU build, scripts/vllm-server), not a stand-in.
 
-One engine for the module, and ``eco-unlearn serve --backend vllm`` in front of it (a subprocess, with the
-keyword demo guard), talked to with the official ``openai`` client. The module skips, saying why, where the
-engine cannot start (no vLLM virtualenv: ``scripts/vllm-server --install-only``; ECO_UNLEARN_VLLM=0). The
-engine-killing test comes last: it restarts the engine on the same port.
+One engine for the session (conftest.py launches it at collection, so it boots while the earlier tests run),
+and ``eco-unlearn serve --backend vllm`` in front of it (a subprocess, with the keyword demo guard), talked to
+with the official ``openai`` client. The module skips, saying why, where the engine cannot start (no vLLM
+virtualenv: ``scripts/vllm-server --install-only``; ECO_UNLEARN_VLLM=0). The engine-killing test comes last in
+the module: it starts the engine again on the same port, and the check that the gateway answers once the engine
+is back runs last in the session (marker ``last``), the engine booting meanwhile.
 """
 
 from __future__ import annotations
@@ -26,31 +28,15 @@ from eco_unlearn.serve import LocalBackend, ServeConfig, create_app
 from eco_unlearn.serve.server import ServerThread, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vllm_engine import Engine, EngineUnavailable, unavailable_reason  # noqa: E402
+from vllm_engine import START_TIMEOUT  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
-START_TIMEOUT = float(os.environ.get("ECO_UNLEARN_VLLM_START_TIMEOUT", "900"))
 FORGET = [{"role": "user", "content": "Who is Harry Potter's best friend?"}]
 CLEAN = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    # eager: this CPU build recompiles the model on every start (minutes here), and the tests start it twice
-    engine = Engine(free_port(), tmp_path_factory.mktemp("vllm") / "engine.log", ("--enforce-eager",))
-    try:
-        engine.start(START_TIMEOUT)
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    yield engine
-    engine.stop()
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gateway(engine, smollm2, demo, tmp_path_factory):
     """``eco-unlearn serve --backend vllm`` in front of the engine: (url, openai client, audit log path)."""
     folder = tmp_path_factory.mktemp("gateway")
@@ -81,10 +67,16 @@ def gateway(engine, smollm2, demo, tmp_path_factory):
         process.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def direct(engine):
     """The engine itself, no guard: vLLM's own answers."""
     return openai.OpenAI(base_url=engine.url + "/v1", api_key="unused", max_retries=0)
+
+
+def _requests_running(engine) -> float:
+    """The engine's own count of requests it is generating (its Prometheus metrics)."""
+    metrics = httpx.get(engine.url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("vllm:num_requests_running"))
 
 
 def _chat(client, messages, n=16, **kw):
@@ -166,7 +158,10 @@ def test_engine_killed_mid_request_gives_502_then_recovers(gateway, engine):
 
     thread = threading.Thread(target=long_request)
     thread.start()
-    time.sleep(3)  # the engine is generating
+    deadline = time.monotonic() + 60
+    while _requests_running(engine) < 1:  # until the engine is generating it
+        assert thread.is_alive() and time.monotonic() < deadline, f"the long request never ran on the engine: {result}"
+        time.sleep(0.1)
     engine.kill()
     thread.join(60)
     assert not thread.is_alive(), "the request outlived the engine by a minute"
@@ -174,5 +169,13 @@ def test_engine_killed_mid_request_gives_502_then_recovers(gateway, engine):
     with pytest.raises(openai.APIStatusError) as info:  # no engine at all: 502, at once
         _chat(client, CLEAN, 3)
     assert info.value.status_code == 502
-    engine.start(START_TIMEOUT)
+    engine.launch()  # on the same port; test_gateway_answers_again_once_the_engine_is_back waits for it
+
+
+@pytest.mark.last
+def test_gateway_answers_again_once_the_engine_is_back(gateway, engine):
+    """After test_engine_killed_mid_request_gives_502_then_recovers: the same gateway, no restart of its own."""
+    _, client, _ = gateway
+    assert engine.launches == 2, "run with test_engine_killed_mid_request_gives_502_then_recovers, which restarts the engine"
+    engine.wait(START_TIMEOUT)
     assert "Paris" in _chat(client, CLEAN, 8).choices[0].message.content

@@ -13,6 +13,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("ECO_UNLEARN_VLLM_VENV", Path.home() / ".cache" / "eco-unlearn" / "vllm-venv"))
+START_TIMEOUT = float(os.environ.get("ECO_UNLEARN_VLLM_START_TIMEOUT", "900"))  # seconds from launch to answering
 
 
 class EngineUnavailable(RuntimeError):
@@ -33,25 +34,36 @@ class Engine:
         self.port, self.log, self.vllm_args = port, log, vllm_args
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
+        self.launched, self.launches = 0.0, 0  # time.monotonic() of the last launch, and how many there were
         self.start_seconds: list[float] = []  # how long each start took until /v1/models answered
 
-    def start(self, timeout: float) -> None:
-        started = time.monotonic()
+    def launch(self) -> None:
+        """Start the engine and return at once; ``wait`` blocks until it answers (it boots meanwhile)."""
+        self.launched, self.launches = time.monotonic(), self.launches + 1
         with self.log.open("a") as log:
             command = [str(ROOT / "scripts" / "vllm-server"), "--port", str(self.port), "--", *self.vllm_args]
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        while time.monotonic() - started < timeout:
+
+    def wait(self, timeout: float) -> None:
+        """Block until the launched engine answers ``/v1/models``, at most ``timeout`` s after its launch."""
+        assert self.process is not None, "launch the engine first"
+        while time.monotonic() - self.launched < timeout:
             if self.process.poll() is not None:
                 raise EngineUnavailable(f"the vLLM engine exited with {self.process.returncode}:\n{self.tail()}")
             try:
                 if httpx.get(self.url + "/v1/models", timeout=2).status_code == 200:
-                    self.start_seconds.append(time.monotonic() - started)
+                    if len(self.start_seconds) < self.launches:
+                        self.start_seconds.append(time.monotonic() - self.launched)
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(1)
+            time.sleep(0.5)
         self.stop()
         raise EngineUnavailable(f"the vLLM engine did not answer within {timeout:.0f} s:\n{self.tail()}")
+
+    def start(self, timeout: float) -> None:
+        self.launch()
+        self.wait(timeout)
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -215,3 +215,14 @@ def test_an_unknown_keyword_is_a_clear_error():
         apply_keywords(FitConfig(), {"budjet": 3}, "fit_guard")
     with pytest.raises(InputError, match=r"fit_classifier\(\) got an unknown keyword argument 'budget'"):
         apply_keywords(FitConfig(), {"budget": 3}, "fit_classifier", ("alpha", "test_fraction", "seed"))
+
+
+def test_demo_config_bisects_answer_recall_within_its_budget():
+    from eco_unlearn.demo import demo_fit_config
+
+    default, quick = demo_fit_config(), demo_fit_config(seed=2, budget=4)
+    assert (default.name, default.search.method, default.search.objective, default.search.budget) == (
+        "harry-potter", "bisection", "answer_recall", 30)
+    assert (quick.seed, quick.search.budget) == (2, 4)
+    with pytest.raises(SearchError, match="at least 2"):
+        demo_fit_config(budget=1)

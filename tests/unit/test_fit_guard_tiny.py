@@ -107,3 +107,32 @@ def test_the_end_to_end_check_is_not_scored_again_when_every_forget_prompt_is_fl
     flagged_none, calls = fit("Voldemort")
     assert len(calls) == 3  # the guard flags nothing: its own value is measured
     assert flagged_none.items_flagged_end_to_end == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "skipped"),
+    [("answer_recall", {"known_only": False}, True), ("choice_accuracy", {}, True),
+     ("choice_accuracy", {"format": "letters"}, False)],  # letters: the guard decides on the question + choices
+)
+def test_a_guard_that_flags_every_scored_prompt_gets_the_searched_value_without_a_rescore(model, tok, name, options, skipped):
+    from eco_unlearn import GuardedModel
+    from eco_unlearn.fitting.objectives import make_objective
+    from eco_unlearn.fitting.pipeline import corrupt_every_prompt
+
+    items = [PromptItem(f"Who is Harry Potter {i}?", answer="A wizard", choices=("A wizard", "A dog"), answer_index=0)
+             for i in range(4)]
+    objective = make_objective(name, items, chat=False, **options)
+    calls = []
+    real = objective.per_item
+    objective.per_item = lambda guarded: calls.append(guarded.guard) or real(guarded)
+    config = FitConfig(chat=False, search=SearchConfig(strength=0.5))
+    result = fit_guard(model, tok, items, config=config, classifier=KeywordClassifier(["Harry Potter"]), objective=objective)
+    assert len(calls) == (2 if skipped else 3)  # unguarded, the fixed strength (and the end-to-end check)
+    # the shortcut is exact: the fitted guard, scored for real, gives the searched value
+    objective.per_item = real
+    guarded = GuardedModel(model, tok, result.guard)
+    assert objective.evaluate(guarded) == result.report.objective.after_end_to_end
+    if name == "answer_recall":  # token for token: the fitted guard corrupts as the search's every-prompt guard did
+        target = result.guard.targets[0]
+        searched = corrupt_every_prompt(model, tok, target.corruption, target.tokens, seed=result.guard.seed)
+        assert objective.generations(guarded) == objective.generations(searched) != objective.generations(GuardedModel(model, tok))

@@ -11,6 +11,8 @@ from eco_unlearn.errors import EcoUnlearnError
 
 
 def test_serve_bench_counts_requests_errors_and_audit_lines(saved_model_dir, tmp_path):
+    # each client sends at least one request a round (clients 0 and 2 start flagged, client 1 not), so every
+    # mode has flagged and unflagged requests however loaded the machine
     config = ServeBenchConfig(str(saved_model_dir), clients=3, duration_s=1.0, max_tokens=3, rounds=2)
     report = run_serve_bench(config)
     assert [row.mode for row in report.rows] == ["unguarded", "guarded", "guarded-nobatch"]
@@ -23,6 +25,12 @@ def test_serve_bench_counts_requests_errors_and_audit_lines(saved_model_dir, tmp
     report.save(tmp_path / "serve.json")
     saved = json.loads((tmp_path / "serve.json").read_text())
     assert saved["benchmark"] == "serve" and saved["environment"]["model_fingerprint"]["hidden_size"] == 32
+
+
+def test_a_window_shorter_than_a_request_still_gets_one_request_per_client(saved_model_dir):
+    config = ServeBenchConfig(str(saved_model_dir), clients=3, duration_s=1e-6, max_tokens=2, rounds=1, modes=("guarded",))
+    (row,) = run_serve_bench(config).rows
+    assert (row.requests, row.flagged_requests, row.errors, row.lost_audit_lines) == (3, 2, 0, 0)
 
 
 @pytest.mark.parametrize("kwargs", [{"modes": ("fast",)}, {"modes": ()}, {"clients": 0}, {"rounds": 0}])

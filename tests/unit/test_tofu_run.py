@@ -32,9 +32,9 @@ from eco_unlearn.bench.tofu import (
     sweep_strengths,
     tofu_fit_config,
 )
-from eco_unlearn.bench.tofu.eco import strength_range
+from eco_unlearn.bench.tofu.eco import strength_range, surrogate_objective
 from eco_unlearn.bench.tofu import run as run_module
-from eco_unlearn.bench.tofu.data import DATA_ENV
+from eco_unlearn.bench.tofu.data import DATA_ENV, PRESETS
 from eco_unlearn.bench.tofu.evaluate import EVAL_SETS
 from eco_unlearn.bench.tofu.run import prepare_models
 from eco_unlearn.data.items import PromptItem
@@ -111,25 +111,26 @@ def test_prepare_models_trains_both_models_then_reuses_them(saved_model_dir, tmp
 
 def test_prepare_models_cache_is_keyed_by_settings_and_rows(saved_model_dir, tmp_path):
     cache = str(tmp_path / "cache")
-    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
-    other_lr = prepare_models(synthetic_splits(), str(saved_model_dir), replace(TINY, learning_rate=1e-3), cache=cache)
+    # parallel=False: the cache is what is tested here, training side by side in test_parallel_preparation_...
+    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, parallel=False)
+    other_lr = prepare_models(synthetic_splits(), str(saved_model_dir), replace(TINY, learning_rate=1e-3), cache=cache, parallel=False)
     assert other_lr.target != first.target and other_lr.retain != first.retain
     assert not other_lr.training["target"]["cached"] and not other_lr.training["retain"]["cached"]
     # other forget answers: a new target, the same retain model (its rows did not change)
     splits = synthetic_splits()
     splits.target_train = splits.retain_train + [replace(i, answer="A cat.") for i in splits.forget]
-    new_forget = prepare_models(splits, str(saved_model_dir), TINY, cache=cache)
+    new_forget = prepare_models(splits, str(saved_model_dir), TINY, cache=cache, parallel=False)
     assert new_forget.retain == first.retain and new_forget.training["retain"]["cached"] is True
     assert new_forget.target != first.target and new_forget.training["target"]["cached"] is False
 
 
 def test_prepare_models_retrains_when_the_record_does_not_match(saved_model_dir, tmp_path):
     cache = str(tmp_path / "cache")
-    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
+    first = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, parallel=False)
     record = json.loads((first.target / "prepare.json").read_text())
     record["signature"]["examples"] = 999
     (first.target / "prepare.json").write_text(json.dumps(record))
-    again = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache)
+    again = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=cache, parallel=False)
     assert again.target == first.target and again.training["target"]["cached"] is False
     assert json.loads((first.target / "prepare.json").read_text())["signature"]["examples"] == 5
 
@@ -149,7 +150,7 @@ def test_an_interrupted_preparation_resumes_from_its_checkpoint(saved_model_dir,
     assert resumed.training["retain"]["cached"] is True  # finished before the interruption
     assert resumed.training["target"]["resumed_from_epoch"] == 1 and len(resumed.training["target"]["epoch_losses"]) == 2
     assert not checkpoints[0].exists()
-    straight = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "other"))
+    straight = prepare_models(synthetic_splits(), str(saved_model_dir), TINY, cache=str(tmp_path / "other"), parallel=False)
     assert model_bytes(straight.target) == model_bytes(resumed.target)
 
 
@@ -199,6 +200,18 @@ def test_fit_tofu_guard_fits_with_one_fit_config_and_stores_it(model, tok):
     ]
 
 
+def test_a_limited_surrogate_scores_the_first_holdout_questions_with_a_full_runs_perturbed_answers(tok, tofu_data):
+    splits = load_splits(replace(PRESETS["mini"], authors=1), tofu_data.parent)
+    model = build_model(tok, seed=0, context=512)  # TOFU answers are longer than the shared tiny model's context
+    full = surrogate_objective(model, tok, splits, EcoTofuConfig(), chat=False)
+    limited = surrogate_objective(model, tok, splits, EcoTofuConfig(), chat=False, limit=3)
+    first = [f"Question: {i.prompt}\nAnswer:" for i in splits.holdout[:3]]
+    assert [i.prompt for i in limited.reference_items] == [i.prompt for i in full.reference_items if i.prompt in first]
+    assert len(limited.reference_items) == 3 and len(limited.items) == 3 < len(full.reference_items)
+    by_prompt = {i.prompt: set(i.perturbed_answers) for i in full.reference_items}  # the same swaps were drawn and ranked
+    assert all(set(i.perturbed_answers) == by_prompt[i.prompt] for i in limited.reference_items)
+
+
 def test_resolved_preset():
     assert TofuRunConfig().resolved_preset().name == "mini"
     preset = TofuRunConfig(preset="forget05", authors=3).resolved_preset()
@@ -232,6 +245,7 @@ def run_config(tofu_data, tmp_path_factory, tok):
         model=str(base / "model"), data_dir=str(tofu_data.parent), cache=str(base / "cache"), output=str(base / "out"),
         authors=1, limit=2, finetune=FinetuneConfig(epochs=1), evaluation=TofuEvalConfig(max_new_tokens=4),
         eco=EcoTofuConfig(fit=tofu_fit_config(search__budget=3)),
+        parallel=False,  # side by side: test_parallel_preparation_... here, `tofu run` in tests/integration/test_tofu.py
     )
 
 
@@ -301,7 +315,7 @@ def test_run_tofu_evaluations_and_report(first_run):
     assert report.config["preset"]["name"] == "mini-1authors" and report.config["preset"]["authors"] == 1
     assert report.config["floors"]["eco_utility_ratio_min"] == 0.98
     assert report.fit["statistic"] == "truth_ratio"  # on holdout items given fact-swapped perturbed answers
-    assert 0 < report.fit["surrogate_items"] <= 40
+    assert report.fit["surrogate_items"] == 2  # limit=2: the surrogate's first 2 holdout questions (both have facts to swap)
     assert report.fit["report"]["objective"]["items"] == 2  # limit=2: the search scores 2 forget questions
     assert report.fit["classifier_entities"] == ["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"]
     assert report.fit["paraphrased_questions"] == 40 and 0 <= report.fit["paraphrased_recall"] <= 1

@@ -3,9 +3,9 @@
 The same server (one process, the same settings) runs in each mode: ``unguarded`` (no guard),
 ``guarded`` (the keyword demo guard, micro-batching on) and ``guarded-nobatch`` (``max_batch=1``, to see
 what batching buys). Clients send chat completions, alternating flagged and unflagged demo prompts,
-greedy, back to back until the time is up; a request started before the deadline runs to its end. Each
-mode's time is split into ``rounds`` interleaved with the other modes' (A B C A B C ...), so a shared,
-noisy machine slows every mode alike. Each mode reports throughput, latency percentiles, errors, and
+greedy, back to back until the time is up, each at least one (a request started before the deadline runs
+to its end). Each mode's time is split into ``rounds`` interleaved with the other modes' (A B C A B C ...),
+so a shared, noisy machine slows every mode alike. Each mode reports throughput, latency percentiles, errors, and
 audit lines written against requests made.
 """
 
@@ -106,13 +106,12 @@ async def _clients(url: str, model_id: str, config: ServeBenchConfig, seconds: f
 
     latencies: list[float] = []
     tokens, flagged, errors = 0, 0, []
-    start = time.perf_counter()
-    deadline = start + seconds
+    start = deadline = 0.0  # set once the clients are ready to send
 
     async def one_client(c: int, http: httpx.AsyncClient) -> None:
         nonlocal tokens, flagged
         i = 0
-        while time.perf_counter() < deadline:
+        while i == 0 or time.perf_counter() < deadline:  # at least one request, however short the window
             prompt, is_flagged = _prompt(c, i, config.flagged_every)
             i += 1
             body = {"model": model_id, "messages": [{"role": "user", "content": prompt}],
@@ -137,6 +136,8 @@ async def _clients(url: str, model_id: str, config: ServeBenchConfig, seconds: f
 
     limits = httpx.Limits(max_connections=config.clients)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as http:
+        start = time.perf_counter()
+        deadline = start + seconds
         tick = asyncio.create_task(ticker())
         await asyncio.gather(*(one_client(c, http) for c in range(config.clients)))
         tick.cancel()

@@ -79,15 +79,18 @@ def surrogate_objective(
 ) -> MatchReference:
     """The strength search's objective: KS p of the forget truth ratios (or answer probabilities) against
     the target's own on the holdout authors, the holdout items given fact-swapped perturbed answers.
-    ``limit`` scores only the first forget questions (smoke runs)."""
+    ``limit`` scores only the first forget and holdout questions (smoke runs); the facts swapped in still come
+    from every holdout answer, so those questions get the perturbed answers a full run gives them."""
     holdout = format_items(splits.holdout, chat)
+    reference = holdout[:limit] if limit else holdout
     if config.statistic == "truth_ratio":
-        holdout = perturb_answers(
-            holdout, config.perturbed, rank=_plausibility(GuardedModel(model, tokenizer), chat), seed=config.fit.seed
+        reference = perturb_answers(
+            reference, config.perturbed, pool=holdout[len(reference):],
+            rank=_plausibility(GuardedModel(model, tokenizer), chat), seed=config.fit.seed,
         )
     return make_objective(
         "match_reference", format_items(splits.forget[:limit] if limit else splits.forget, chat), chat=chat, statistic=config.statistic,
-        reference_items=holdout, target=config.fit.search.target,
+        reference_items=reference, target=config.fit.search.target,
     )
 
 
@@ -116,7 +119,7 @@ def fit_tofu_guard(
 ) -> tuple[FitResult, dict[str, Any]]:
     """Fit a guard on ``splits`` for ``model`` (the target). Returns the fit and a dict with the entities
     used and the classifier's recall on the held-out paraphrased forget questions. ``limit``: the strength
-    search scores only the first forget questions (smoke runs; the classifier still learns from all)."""
+    search scores only the first forget and holdout questions (smoke runs; the classifier still learns from all)."""
     config = config or EcoTofuConfig()
     chat = bool(tokenizer.chat_template) if chat is None else chat
     objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)

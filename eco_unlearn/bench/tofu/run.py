@@ -45,8 +45,8 @@ DEFAULT_FINETUNE = FinetuneConfig(epochs=8, learning_rate=3e-4, batch_size=16)
 @dataclass
 class TofuRunConfig:
     """One TOFU run. ``authors`` overrides the preset's number of retain authors; ``limit`` evaluates only
-    the first questions of each set, and the strength search only the first forget questions (for smoke
-    tests; the numbers are then not comparable). ``parallel``:
+    the first questions of each set, and the strength search only the first forget and holdout questions (for
+    smoke tests; the numbers are then not comparable). ``parallel``:
     train, then evaluate, the target and retain models side by side in two processes (see ``run_parallel``)."""
 
     preset: str = "mini"

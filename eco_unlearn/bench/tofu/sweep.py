@@ -57,7 +57,7 @@ def sweep_strengths(
 ) -> StrengthSweep:
     """One row per (token selection, strength): forget quality against ``retain_truth_ratios``, the
     surrogate's value (what the strength search sees) and the median forget truth ratio. ``limit``: only
-    the first forget questions (smoke runs)."""
+    the first forget and holdout questions (smoke runs)."""
     config = config or EcoTofuConfig()
     _check_strengths(strengths)
     chat = bool(tokenizer.chat_template) if chat is None else chat
