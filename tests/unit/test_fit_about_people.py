@@ -139,6 +139,16 @@ def test_the_hardened_fit_trains_on_nameless_passage_questions_as_the_benchmark_
     assert result.guard.targets[0].classifier.to_config()["inner"]["kind"] == "people"
 
 
+def test_the_guard_classifier_knows_the_names_an_rwku_people_file_gives_after_its_intro():
+    from eco_unlearn.fitting.about import about_classifier
+
+    target = RwkuTarget(72, "R. Kelly", "Please forget R. Kelly. R. Kelly is an American singer.",
+                        ("Robert Sylvester Kelly (born January 8, 1967) is an American singer.",), ())
+    (spec,) = rwku_people([target])  # the intro line first, as `eco-unlearn rwku people` writes it
+    names = about_classifier([spec]).to_config()["inner"]["config"]["names"]
+    assert names == [["R. Kelly", "Robert Sylvester Kelly"]]
+
+
 def _cli(*args: str) -> tuple[int, str]:
     from eco_unlearn.cli import main
 
