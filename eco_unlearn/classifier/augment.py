@@ -33,11 +33,23 @@ _KNOWN_AS = re.compile(r"\b(?:known professionally as|better known as|known by (
 def passage_aliases(passage: str, name: str) -> tuple[str, ...]:
     """Other names of the person from the passage's opening: the full name before "(born ...", the name
     after "(born" and after "known professionally as" ("Curtis James Jackson III (born July 6, 1975), known
-    professionally as 50 Cent, ...")."""
-    first = passage.strip()[:300]
-    found = [m.group(1) for m in (_BIRTH_NAME.match(first), _BORN_AS.match(first), _KNOWN_AS.search(first)) if m]
-    cleaned = (" ".join(f.split()).strip(" ,.") for f in found)
-    return tuple(dict.fromkeys(a for a in cleaned if a and a.lower() != name.lower() and len(a.split()) <= 5))
+    professionally as 50 Cent, ..."). A passage of several texts (lines) is read at each line's opening too
+    (a one-line intro before the encyclopaedia text), keeping there only names with ``name``'s last word and
+    initial ("Robert Sylvester Kelly" for "R. Kelly", not "Susan Alice Buffett" for "Warren Buffett")."""
+    lines = [" ".join(line.split()) for line in passage.strip().splitlines()]
+
+    def same_person(alias: str) -> bool:
+        a, n = alias.lower().split(), name.lower().split()
+        return a[-1] == n[-1] and a[0][0] == n[0][0]
+
+    found = []
+    for i, line in enumerate(filter(None, lines)):
+        first = line[:300]
+        for m in (_BIRTH_NAME.match(first), _BORN_AS.match(first), _KNOWN_AS.search(first)):
+            alias = " ".join(m.group(1).split()).strip(" ,.") if m else ""
+            if alias and (i == 0 or same_person(alias)):
+                found.append(alias)
+    return tuple(dict.fromkeys(a for a in found if a.lower() != name.lower() and len(a.split()) <= 5))
 
 
 def _name_pattern(names: Sequence[str]) -> re.Pattern[str]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Sequence, Union
 from ..classifier import (
     AnyOfClassifier, EncoderClassifier, KeywordClassifier, PromptClassifier, hardened_people_classifier,
 )
-from ..classifier.augment import passage_aliases
+from ..classifier.augment import nameless_prompts, passage_aliases
 from ..data.attacks import ATTACKS, user_text
 from ..data.items import ItemsError, PromptItem, general_prompts
 from ..runtime.corruption import CorruptionSpec
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AboutSpec", "People", "about_classifier", "about_items", "about_negatives", "as_people", "fit_about",
+    "nameless_items",
     "people_items", "read_people", "related_entities", "reverse_questions", "rwku_people", "OTHER_PEOPLE",
     "RELATED_QUESTIONS",
 ]
@@ -154,6 +155,14 @@ def about_items(spec: AboutSpec, *, seed: int = 0, augment: bool = True) -> list
 def people_items(people: People, *, seed: int = 0, augment: bool = True) -> list[PromptItem]:
     """``about_items`` of every person (the i-th with seed ``seed + i``), one list."""
     return [item for i, spec in enumerate(as_people(people)) for item in about_items(spec, seed=seed + i, augment=augment)]
+
+
+def nameless_items(people: People, *, seed: int = 0) -> list[PromptItem]:
+    """Questions for each of ``people`` from their passage's sentences with every name removed ("Who is the
+    person described here? ... this person ..."; ``classifier.augment.nameless_prompts``): forget prompts that
+    teach the hardened classifier the person's topics without the name. No answer, so no strength objective."""
+    return [PromptItem(p, source="nameless") for spec in as_people(people)
+            for p in nameless_prompts(spec.passage, spec.names, seed=seed)]
 
 
 RELATED_QUESTIONS = (
@@ -272,7 +281,9 @@ def fit_about(
 ) -> FitResult:
     """``fit_guard`` on prompts derived from ``spec`` alone (see the module docstring): one person, or
     several in one target (one classifier over every name, every name an entity, one strength searched
-    on all their cloze facts). ``related``: questions about the people, places and works the passages mention
+    on all their cloze facts). ``hardened``: the people classifier, with ``nameless_items`` among the forget
+    prompts (as the classifier benchmark, ``bench.rwku.classifier``, fits it); else exact names next to an
+    encoder. ``related``: questions about the people, places and works the passages mention
     most are hard negatives (``about_negatives``). ``reverse``: add a second target for prompts that ask for
     one of the people without naming them (``reverse_questions``; every token corrupted, at the first
     target's strength; its held-out rates in ``guard.metadata["reverse_target"]``). The target is named after the person, or ``people`` for several, unless
@@ -283,7 +294,7 @@ def fit_about(
     if config.name == FitConfig().name:
         config = config.updated(name=default_name)
     names = people_names(specs)
-    forget = people_items(specs, seed=config.seed)
+    forget = people_items(specs, seed=config.seed) + (nameless_items(specs, seed=config.seed) if hardened else [])
     negatives = about_negatives(specs, mmlu=mmlu, other_passages=other_passages, related=related)
     classifier = about_classifier(specs, hardened=hardened, backbone=config.classifier.backbone,
                                   mode=config.classifier.mode, seed=config.seed)

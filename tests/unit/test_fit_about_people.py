@@ -11,11 +11,12 @@ import sys
 
 import pytest
 
-from eco_unlearn.data.items import ItemsError
+from eco_unlearn.data.items import ItemsError, normalize_prompt
 from eco_unlearn.data.rwku import RwkuProbe, RwkuTarget
 from eco_unlearn.fitting import ClassifierConfig, FitConfig, SearchConfig
 from eco_unlearn.fitting.about import (
-    AboutSpec, about_negatives, as_people, fit_about, people_items, people_names, read_people, rwku_people,
+    AboutSpec, about_negatives, as_people, fit_about, nameless_items, people_items, people_names, read_people,
+    rwku_people,
 )
 
 ADA = AboutSpec("Ada Lovelace", ("Countess of Lovelace",),
@@ -119,6 +120,33 @@ def test_one_guard_for_two_people_on_the_tiny_model(model, tok, tiny_encoder):
     assert "met_target" in guard.metadata
     named = fit_about(model, tok, people[:1], config.updated(search__objective_options={"known_only": False}))
     assert named.guard.targets[0].name == "Harry Potter"
+
+
+def test_the_hardened_fit_trains_on_nameless_passage_questions_as_the_benchmark_does(model, tok):
+    people = [AboutSpec("Harry Potter", (), "Harry Potter went to Hogwarts in Scotland. He lives with his aunt and uncle in Surrey."),
+              AboutSpec("Hermione Granger", (), "Hermione Granger is a close friend of Ron Weasley. She was born in 1979 in England.")]
+    nameless = nameless_items(people)
+    assert len(nameless) == 4 and all(i.source == "nameless" and i.answer is None for i in nameless)
+    assert any("Hogwarts" in i.prompt for i in nameless)
+    assert not any(n in i.prompt for i in nameless for n in ("Harry", "Potter", "Hermione", "Granger"))
+    config = FitConfig(chat=False, search=SearchConfig(objective="answer_recall", strength=1.0,
+                                                       objective_options={"known_only": False}))
+    result = fit_about(model, tok, people, config)  # hardened by default: the people classifier, no encoder
+    splits = result.report.splits
+    distinct = {normalize_prompt(i.prompt) for i in people_items(people) + nameless}  # the fit drops duplicates
+    assert splits.forget_train + splits.forget_test == len(distinct)
+    assert result.report.objective.items == 4  # nameless questions have no answer: the objective is the cloze facts
+    assert result.guard.targets[0].classifier.to_config()["inner"]["kind"] == "people"
+
+
+def test_the_guard_classifier_knows_the_names_an_rwku_people_file_gives_after_its_intro():
+    from eco_unlearn.fitting.about import about_classifier
+
+    target = RwkuTarget(72, "R. Kelly", "Please forget R. Kelly. R. Kelly is an American singer.",
+                        ("Robert Sylvester Kelly (born January 8, 1967) is an American singer.",), ())
+    (spec,) = rwku_people([target])  # the intro line first, as `eco-unlearn rwku people` writes it
+    names = about_classifier([spec]).to_config()["inner"]["config"]["names"]
+    assert names == [["R. Kelly", "Robert Sylvester Kelly"]]
 
 
 def _cli(*args: str) -> tuple[int, str]:

@@ -94,6 +94,11 @@ def test_aliases_and_nameless_prompts_from_a_passage():
                "Jackson released Get Rich or Die Tryin' in 2003. He founded G-Unit Records with his friends.")
     assert passage_aliases(passage, "50 Cent") == ("Curtis James Jackson III",)
     assert passage_aliases("Bruce Lee (born Lee Jun-fan; November 27, 1940) was an actor.", "Bruce Lee") == ("Lee Jun-fan",)
+    # an intro line before the encyclopaedia text (RWKU's people file): each line's opening is read, later lines
+    # only for the person's own names
+    intro = ("R. Kelly is an American singer.\nSusan Kelly (born 1970) is his cousin.\n"
+             "Robert Sylvester Kelly (born January 8, 1967) is an American singer.")
+    assert passage_aliases(intro, "R. Kelly") == ("Robert Sylvester Kelly",)
     prompts = nameless_prompts(passage, ["50 Cent", "Curtis James Jackson III"], seed=0)
     assert len(prompts) == 3 and not any("Jackson" in p or "50 Cent" in p for p in prompts)
     assert any("G-Unit Records" in p for p in prompts)

@@ -16,12 +16,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ...classifier import hardened_people_classifier
-from ...classifier.augment import nameless_prompts, passage_aliases
+from ...classifier.augment import passage_aliases
 from ...data.attacks import ATTACKS, apply_attack, user_text
-from ...data.items import PromptItem
 from ...data.mmlu import load_mmlu
 from ...data.rwku import RwkuTarget, load_rwku
-from ...fitting.about import AboutSpec, about_classifier, about_items, about_negatives
+from ...fitting.about import AboutSpec, about_classifier, about_items, about_negatives, nameless_items
 from ...fitting.classifier_fit import fit_classifier
 from ...fitting.config import CalibrationConfig, FitConfig
 from ...fitting.entity_negatives import entity_matches
@@ -84,8 +83,7 @@ def fit_people_classifier(targets: Sequence[RwkuTarget], others: Sequence[RwkuTa
     negatives = about_negatives(AboutSpec(" / ".join(names), tuple(names)), mmlu=mmlu_train,
                                 other_passages=[" ".join(o.passages) for o in others])
     if hardened:
-        forget += [PromptItem(p, source="nameless") for spec in specs
-                   for p in nameless_prompts(spec.passage, spec.names, seed=seed)]
+        forget += nameless_items(specs, seed=seed)
         classifier = hardened_people_classifier([(s.name, *passage_aliases(s.passage, s.name)) for s in specs],
                                                 reverse_queries=reverse_queries)
     else:
