@@ -104,12 +104,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def folder_digest(path: str | os.PathLike, length: int = 16) -> str:
-    """A short SHA-256 of every file under ``path`` (names and bytes, in sorted order): the content key of a
-    saved artifact such as a guard folder, so caches of its outputs never outlive a refit."""
+    """A short SHA-256 of every file under ``path`` (each file's name, then its bytes, in sorted path order):
+    the content key of a saved artifact such as a guard folder, so caches of its outputs never outlive a refit."""
     import hashlib
 
     digest = hashlib.sha256()
     for file in sorted(Path(path).rglob("*")):
         if file.is_file():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0" + file.read_bytes())
+            digest.update(file.name.encode() + file.read_bytes())
     return digest.hexdigest()[:length]

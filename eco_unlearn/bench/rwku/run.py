@@ -5,7 +5,6 @@ model's path, so its guarded answer is its unguarded one."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 from ...data.rwku import RwkuProbe, RwkuTarget, load_rwku, parse_target_spec
 from ...errors import DatasetError
+from ...io import folder_digest
 from ...metrics import rouge_l_recall
 from ...models import load_model
 from ...runtime.guard import Guard
@@ -95,13 +95,7 @@ def select_probes(targets: Sequence[RwkuTarget], config: RwkuRunConfig) -> list[
 
 def _run_key(model: GuardedModel, guard_dir: str | None) -> str:
     fp = model.model_fingerprint.embedding_sha256[:16]
-    if guard_dir is None:
-        return f"{fp}/unguarded"
-    digest = hashlib.sha256()
-    for path in sorted(Path(guard_dir).rglob("*")):
-        if path.is_file():
-            digest.update(path.name.encode() + path.read_bytes())
-    return f"{fp}/guard-{digest.hexdigest()[:16]}"
+    return f"{fp}/unguarded" if guard_dir is None else f"{fp}/guard-{folder_digest(guard_dir)}"
 
 
 def _answers(model, probes, cache, config, label, progress):
