@@ -25,3 +25,8 @@ def environment(**extra: Any) -> dict[str, Any]:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
     }
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15-minute load averages, rounded: how busy it was when a time was taken."""
+    return [round(x, 2) for x in os.getloadavg()]

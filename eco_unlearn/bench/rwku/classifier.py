@@ -7,7 +7,6 @@ names and the MiniLM encoder, no augmentation)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -24,8 +23,9 @@ from ...fitting.about import AboutSpec, about_classifier, about_items, about_neg
 from ...fitting.classifier_fit import fit_classifier
 from ...fitting.config import CalibrationConfig, FitConfig
 from ...fitting.entity_negatives import entity_matches
-from ..environment import environment
+from ..environment import environment, load_average
 from ..saving import SavedReport
+from .latency import ms_per_prompt
 from .prompts import probe_prompt
 
 __all__ = ["ClassifierRun", "RwkuClassifierReport", "fit_people_classifier", "measure_classifier", "mmlu_split",
@@ -114,13 +114,6 @@ def neighbor_prompts(targets: Sequence[RwkuTarget]) -> list[str]:
     return [probe_prompt(p) for t in targets for p in t.select("neighbor") if p.neighbor.lower() not in guarded]
 
 
-def _seconds_per_prompt(classifier, texts: Sequence[str], batch: int = 32) -> float:
-    start = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        classifier.predict_proba(texts[i : i + batch])
-    return (time.perf_counter() - start) / max(len(texts), 1)
-
-
 def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu_eval: Sequence[str], *,
                        attacks: Sequence[str] | None = None, seed: int = 0, fit_seconds: float = 0.0,
                        latency_prompts: int = 320, attacked_per_target: int | None = None) -> ClassifierRun:
@@ -144,8 +137,8 @@ def measure_classifier(variant: str, fitted, targets: Sequence[RwkuTarget], mmlu
         variant=variant, people=len(targets), threshold=threshold, fnr=fnr,
         positives={g: len(t) for g, t in positives.items()}, fpr=fpr, negatives={g: len(t) for g, t in negatives.items()},
         held_out=fitted.held_out.to_dict() if hasattr(fitted.held_out, "to_dict") else asdict(fitted.held_out),
-        seconds_per_prompt=_seconds_per_prompt(clf, list(mmlu_eval)[:latency_prompts]), fit_seconds=fit_seconds,
-        load_average=[round(x, 2) for x in os.getloadavg()], wrongly_flagged=wrong,
+        seconds_per_prompt=ms_per_prompt(clf.predict_proba, list(mmlu_eval)[:latency_prompts], repeats=1) / 1000,
+        fit_seconds=fit_seconds, load_average=load_average(), wrongly_flagged=wrong,
     )
 
 

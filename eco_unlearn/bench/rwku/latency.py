@@ -8,7 +8,6 @@ ratio of the two is what survives a shared machine's load, which is recorded wit
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from ...classifier import AnyOfClassifier, EncoderClassifier, KeywordClassifier, hardened_people_classifier
-from ..environment import environment
+from ..environment import environment, load_average
 from ..saving import SavedReport
 
 __all__ = ["LatencyCurve", "latency_curve", "ms_per_prompt"]
@@ -69,4 +68,4 @@ def latency_curve(names: Sequence[str], texts: Sequence[str], counts: Sequence[i
         fast = hardened_people_classifier(chosen).fit(positives, [], extra_negatives=negatives)
         hardened.append(ms_per_prompt(fast.predict_proba, texts, batch_size, repeats))
     return LatencyCurve(list(counts), plain, hardened, len(texts), batch_size, torch.get_num_threads(),
-                        [round(x, 2) for x in os.getloadavg()], environment())
+                        load_average(), environment())
