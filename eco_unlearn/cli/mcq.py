@@ -57,9 +57,9 @@ def run(
         config = McqRunConfig(chosen, model=model, data_dir=data_dir, output=folder,
                               sizes=SampleSizes(focus=focus, other=other), methods=_subjects(methods),
                               strength_items=strength_items, budget=budget, batch_size=batch_size)
-        load_questions(config)  # bad data or subjects: one error line, before the progress and the model
+        questions = load_questions(config)  # bad data or subjects: one error line, before the progress and the model
         with progress(f"MMLU {chosen.name}") as report_progress:
-            report = run_mcq(config, progress=report_progress)
+            report = run_mcq(config, progress=report_progress, questions=questions)
         paths = write_results(report, str(folder))
         # soft_wrap: a Markdown table and paths stay whole lines at any width (a pipe, a log file)
         out.print(markdown_table(report), highlight=False, soft_wrap=True)
@@ -76,7 +76,7 @@ def subjects(
     out_dir: Optional[Path] = OUT,
 ) -> None:
     """The bare model's accuracy on every subject (what picks subjects it knows, before any fit)."""
-    from ..bench.mcq import McqRunConfig, McqSetting, SampleSizes, subject_table, subject_accuracies
+    from ..bench.mcq import McqRunConfig, McqSetting, SampleSizes, by_subject, subject_table, subject_accuracies
     from ..data.mmlu import load_mmlu
 
     quiet_transformers()
@@ -84,9 +84,9 @@ def subjects(
         folder = out_dir or opt.results_path("mcq")
         config = McqRunConfig(McqSetting("subjects", ("-",), ()), model=model, data_dir=data_dir, output=folder,
                               sizes=SampleSizes(other=other), methods=_subjects(methods), batch_size=batch_size)
-        load_mmlu("test", data_dir=data_dir)  # bad data: one error line, before the progress and the model
+        groups = by_subject(load_mmlu("test", data_dir=data_dir), config.sizes.seed)  # bad data: one line, before the model
         with progress("subject accuracies") as report_progress:
-            found = subject_accuracies(config, progress=report_progress)
+            found = subject_accuracies(config, progress=report_progress, groups=groups)
         table = subject_table(found["questions"], found["scores"], folder / "subjects.md")
         out.print(table, highlight=False, soft_wrap=True)
 

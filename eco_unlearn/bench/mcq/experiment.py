@@ -124,12 +124,15 @@ def _caches(config: McqRunConfig, guard_tag: str | None = None) -> ScoreCache:
 
 
 def subject_accuracies(config: McqRunConfig, model: Any = None, tokenizer: Any = None,
-                       progress: Progress | None = None) -> dict[str, Any]:
+                       progress: Progress | None = None, groups: dict[str, list[McqQuestion]] | None = None,
+                       ) -> dict[str, Any]:
     """The bare model's scores on the questions every subject contributes outside a setting (the
-    ``other`` sample): what picks subjects the model knows, before any fit."""
+    ``other`` sample): what picks subjects the model knows, before any fit. ``groups``: the test
+    questions by subject, if already loaded (``by_subject``)."""
+    if groups is None:
+        groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
     if model is None:
         model, tokenizer = load_model(config.model)
-    groups = by_subject(load_mmlu("test", data_dir=config.data_dir), config.sizes.seed)
     questions = scored_questions(groups, None, config.sizes)
     cache = _caches(config)
     scores = score_questions(GuardedModel(model, tokenizer), questions, methods=config.methods, cache=cache,
@@ -157,10 +160,12 @@ def _fit(config: McqRunConfig, model: Any, tokenizer: Any, groups: dict[str, lis
     return result.guard, result.report.to_dict()
 
 
-def run_mcq(config: McqRunConfig, progress: Progress | None = None) -> McqReport:
-    """The whole experiment for ``config.setting``; results (and per-question caches) under ``config.output``."""
+def run_mcq(config: McqRunConfig, progress: Progress | None = None,
+            questions: tuple[dict[str, list[McqQuestion]], list[McqQuestion]] | None = None) -> McqReport:
+    """The whole experiment for ``config.setting``; results (and per-question caches) under ``config.output``.
+    ``questions``: what ``load_questions(config)`` returned, if already called."""
     started = time.perf_counter()
-    groups, dev = load_questions(config)
+    groups, dev = questions if questions is not None else load_questions(config)
     model, tokenizer = load_model(config.model)
     questions = scored_questions(groups, config.setting, config.sizes)
     bare = GuardedModel(model, tokenizer)
