@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,9 +46,8 @@ def independent_guess_accuracy(predictions: Sequence[int], answers: Sequence[int
         raise ValueError("one prediction per answer")
     if not predictions:
         return float("nan")
-    n = len(predictions)
-    letters = set(predictions) | set(answers)
-    return float(sum((list(predictions).count(x) / n) * (list(answers).count(x) / n) for x in letters))
+    picked, right = Counter(predictions), Counter(answers)
+    return float(sum(picked[x] * right[x] for x in picked) / len(predictions) ** 2)
 
 
 @dataclass(frozen=True)
