@@ -172,6 +172,8 @@ def compare(
     learning_rates: Optional[str] = typer.Option(None, "--learning-rates", help="Grid of every trained method (default per method)."),
     epoch_grid: Optional[str] = typer.Option(None, "--epoch-grid", help="Grid of epochs, e.g. 5,10 (default per method)."),
     unlearn_batch_size: int = typer.Option(8, "--unlearn-batch-size", min=1, help="Forget pairs per unlearning step."),
+    schedule: str = typer.Option("linear", "--schedule", help="Learning rate: linear (warmup, decay to zero) or constant "
+                                 "(after a warmup): constant trains once per learning rate and scores every epoch count of the grid on the way."),
     data_dir: Optional[Path] = opt.DATA_DIR,
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="Results folder (default benchmarks/results/tofu-PRESET-compare)."),
     authors: Optional[int] = AUTHORS,
@@ -212,7 +214,7 @@ def compare(
         )
         config = CompareConfig(
             run=run_config, methods=names, seeds=numbers(seeds, int, "--seeds"), grids=grids,
-            unlearn=replace(UnlearnConfig(), batch_size=unlearn_batch_size),
+            unlearn=replace(UnlearnConfig(), batch_size=unlearn_batch_size, schedule=schedule),
         )
         with progress("TOFU compare") as report_progress:
             report = run_compare(config, report_progress)

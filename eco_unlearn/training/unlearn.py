@@ -18,9 +18,12 @@ import torch
 from ..errors import FinetuneError
 from .losses import sequence_nll
 from .methods import METHODS, UnlearnMethod
+from ..validation import one_of
 from .sft import collate, encode_example, length_batches, linear_schedule, use_bfloat16, validate_loop
 
-__all__ = ["Step", "UnlearnConfig", "UnlearnResult", "unlearn"]
+__all__ = ["SCHEDULES", "Step", "UnlearnConfig", "UnlearnResult", "unlearn"]
+
+SCHEDULES = ("linear", "constant")
 
 Pairs = Sequence[tuple[str, str]]
 
@@ -28,7 +31,12 @@ Pairs = Sequence[tuple[str, str]]
 @dataclass
 class UnlearnConfig:
     """One unlearning run: ``method`` (a name in ``METHODS``), the loop's settings, and ``params``, which
-    override the method's own defaults (``beta``, ``alpha``, ...). Steps per epoch: forget pairs / batch."""
+    override the method's own defaults (``beta``, ``alpha``, ...). Steps per epoch: forget pairs / batch.
+
+    ``schedule``: ``linear`` (warmup over ``warmup_fraction`` of all steps, then linear decay to zero, as
+    open-unlearning's trainers) or ``constant`` (warmup over ``warmup_fraction`` of the first epoch's steps,
+    then a flat rate). Under ``constant`` nothing depends on ``epochs``, so the state after epoch k of a
+    long run is the state a k-epoch run ends in: one run scores a whole epoch grid (``checkpoint``)."""
 
     method: str = "npo"
     epochs: int = 5
@@ -39,6 +47,7 @@ class UnlearnConfig:
     max_length: int = 512
     seed: int = 0
     dtype: str = "auto"
+    schedule: str = "linear"
     params: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> tuple[UnlearnMethod, dict[str, Any]]:
@@ -50,6 +59,7 @@ class UnlearnConfig:
                 f"{self.method} has no hyper-parameter {', '.join(unknown)}; it takes {', '.join(method.defaults) or 'none'}"
             )
         validate_loop(self)
+        one_of(self.schedule, "schedule", SCHEDULES, error=FinetuneError)
         return method, {**method.defaults, **self.params}
 
 
@@ -118,12 +128,14 @@ def unlearn(
     alternates: Sequence[str] | None = None,
     chat: bool | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    checkpoint: Callable[[int, UnlearnResult], None] | None = None,
 ) -> UnlearnResult:
     """Unlearn the ``forget`` (question, answer) pairs from ``model``, in place, keeping ``retain``.
 
     ``alternates``: one alternative answer per forget pair (for methods that prefer one, e.g. ``idkdpo``).
     ``chat``: wrap questions in the chat template (default: when the tokenizer has one). ``progress(step,
-    total, loss)`` after every optimizer step. The model is left in eval mode with its ``requires_grad`` flags.
+    total, loss)`` after every optimizer step; ``checkpoint(epoch, result)`` after every epoch (1-based), the
+    model in its state then and ``result.seconds`` the training time so far. The model is left in eval mode with its ``requires_grad`` flags.
     """
     config = config or UnlearnConfig()
     method, params = config.resolved()
@@ -158,7 +170,12 @@ def unlearn(
         for p in trainable:
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total, int(total * config.warmup_fraction)))
+        if config.schedule == "constant":
+            warmup = int(steps_per_epoch * config.warmup_fraction)
+            factor = lambda step: (step + 1) / (warmup + 1) if step < warmup else 1.0  # noqa: E731
+        else:
+            factor = linear_schedule(total, int(total * config.warmup_fraction))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         state: dict[str, Any] = {}
         model.train()
         for epoch in range(config.epochs):
@@ -183,6 +200,13 @@ def unlearn(
                 if progress is not None:
                     progress(epoch * steps_per_epoch + b + 1, total, losses[-1])
             result.epoch_losses.append(sum(losses) / len(losses))
+            if checkpoint is not None:  # its own time (saving a model) is not training time
+                paused = time.perf_counter()
+                result.seconds = paused - began
+                model.eval()
+                checkpoint(epoch + 1, result)
+                model.train()
+                began += time.perf_counter() - paused
     finally:
         model.eval()
         for name, p in model.named_parameters():

@@ -86,3 +86,38 @@ def test_unknown_methods_fail_before_any_work(compare_config):
 
     with pytest.raises(TofuDataError, match="unknown method.*gradient"):
         run_compare(replace(compare_config, methods=("eco", "gradient")))
+
+
+def test_constant_schedule_trains_once_per_learning_rate(first, compare_config):
+    """An epoch grid under ``constant``: one run per learning rate, saving each epoch count on the way; the
+    points are cached under the keys their own runs would have, and the grid's cost counts each run once."""
+    from dataclasses import replace
+
+    calls = []
+    real = baselines_module.unlearn
+
+    def counting(*args, **kwargs):
+        calls.append(args[4].epochs)
+        return real(*args, **kwargs)
+
+    config = replace(
+        compare_config, methods=("ga",), grids={"ga": {"learning_rate": (1e-3, 1e-2), "epochs": (1, 2)}},
+        unlearn=replace(compare_config.unlearn, schedule="constant"),
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(baselines_module, "unlearn", counting)
+        report = run_compare(config)
+        assert calls == [2, 2]
+        points = report.methods["ga"]["points"]
+        assert [(p["learning_rate"], p["epochs"]) for p in points] == [(1e-3, 1), (1e-3, 2), (1e-2, 1), (1e-2, 2)]
+        assert len({p["folder"] for p in points}) == 4 and not any(p["cached"] for p in points)
+        by = {(p["learning_rate"], p["epochs"]): p["seconds"] for p in points}
+        assert 0 < by[1e-3, 1] < by[1e-3, 2] and report.methods["ga"]["seconds"]["grid"] == pytest.approx(by[1e-3, 2] + by[1e-2, 2])
+        assert run_compare(config).methods["ga"]["points"] and calls == [2, 2]  # the second run: all cached
+
+
+def test_an_unknown_schedule_fails_before_any_work(compare_config):
+    from dataclasses import replace
+
+    with pytest.raises(TofuDataError, match="schedule must be 'linear' or 'constant', not 'cosine'"):
+        run_compare(replace(compare_config, unlearn=replace(compare_config.unlearn, schedule="cosine")))

@@ -88,3 +88,38 @@ def test_bad_settings_name_the_problem(model, tok):
         unlearn(model, tok, FORGET, RETAIN, UnlearnConfig(method="npo", params={"alpha": 1.0}))
     with pytest.raises(FinetuneError, match="alternative answer"):
         unlearn(model, tok, FORGET, RETAIN, UnlearnConfig(method="idkdpo"))
+
+
+@pytest.mark.parametrize("name", ["gd", "npo"])
+def test_constant_schedule_checkpoints_equal_shorter_runs(model, tok, name):
+    """Under ``constant`` the state after epoch k of a 3-epoch run is the state a k-epoch run ends in, so one
+    run scores an epoch grid; under ``linear`` it is not (the decay depends on the length)."""
+    def run(epochs: int, schedule: str, checkpoint=None) -> torch.nn.Module:
+        net = copy.deepcopy(model)
+        config = UnlearnConfig(method=name, epochs=epochs, learning_rate=1e-2, batch_size=1, dtype="float32",
+                               warmup_fraction=0.5, schedule=schedule)
+        unlearn(net, tok, FORGET, RETAIN, config, chat=False, checkpoint=checkpoint)
+        return net
+
+    saved, seconds = {}, []
+
+    def keep(epoch, result):
+        assert len(result.epoch_losses) == epoch and not long_net.training  # saved in eval mode
+        seconds.append(result.seconds)
+        saved[epoch] = {k: v.clone() for k, v in long_net.state_dict().items()}
+
+    long_net = copy.deepcopy(model)
+    config = UnlearnConfig(method=name, epochs=3, learning_rate=1e-2, batch_size=1, dtype="float32",
+                           warmup_fraction=0.5, schedule="constant")
+    unlearn(long_net, tok, FORGET, RETAIN, config, chat=False, checkpoint=keep)
+    assert sorted(saved) == [1, 2, 3] and seconds == sorted(seconds) and seconds[0] > 0
+    for epochs in (1, 2):
+        short = run(epochs, "constant").state_dict()
+        assert all(torch.allclose(short[k], saved[epochs][k], atol=1e-6, rtol=1e-5) for k in short)
+    linear = run(2, "linear").state_dict()
+    assert not all(torch.allclose(linear[k], saved[2][k], atol=1e-6, rtol=1e-5) for k in linear)
+
+
+def test_unknown_schedule_is_refused(model, tok):
+    with pytest.raises(FinetuneError, match="schedule must be 'linear' or 'constant', not 'cosine'"):
+        unlearn(model, tok, FORGET, RETAIN, UnlearnConfig(method="ga", schedule="cosine"))

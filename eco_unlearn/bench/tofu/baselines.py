@@ -15,9 +15,9 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from ...errors import TofuDataError
 from ...io import atomic_dir, atomic_write_json
@@ -27,7 +27,7 @@ from .data import TofuSplits, resolve_data_dir
 from .eco import format_items
 from .run import _digest
 
-__all__ = ["PROMPT_INSTRUCTION", "instructed_tokenizer", "load_idk_answers", "peak_memory", "unlearned_model"]
+__all__ = ["PROMPT_INSTRUCTION", "instructed_tokenizer", "load_idk_answers", "peak_memory", "unlearned_models"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -88,49 +88,75 @@ def load_idk_answers(data_dir: str | None, count: int, seed: int = 0) -> list[st
     return [rng.choice(answers) for _ in range(count)]
 
 
-def unlearned_model(
+def unlearned_models(
     target: Path,
     splits: TofuSplits,
     config: UnlearnConfig,
+    epochs: Sequence[int] | None = None,
     *,
     data_dir: str | None = None,
     progress: Progress | None = None,
-) -> tuple[Path, dict[str, Any]]:
-    """The target unlearned with ``config`` on the forget authors (retain: the retain authors' training
-    pairs): its folder and its record (training result, seconds, peak memory, ``cached``)."""
+) -> list[tuple[Path, dict[str, Any]]]:
+    """The target unlearned with ``config`` for each of ``epochs`` (default ``config.epochs``) on the forget
+    authors (retain: the retain authors' training pairs): per epoch count, its folder and its record (training
+    result, seconds, peak memory, ``cached``). Each is cached under the digest of the run that makes it alone;
+    under the ``constant`` schedule one run to the largest missing count saves the others as it passes them
+    (the same states, see ``UnlearnConfig``), and a checkpoint's seconds are the training time up to it."""
+    counts = sorted(set(epochs or [config.epochs]))
+    if config.schedule != "constant" and len(counts) > 1:
+        return [found for count in counts for found in unlearned_models(
+            target, splits, replace(config, epochs=count), data_dir=data_dir, progress=progress)]
     method, params = config.resolved()
     net, tokenizer = load_model(target)
     chat = bool(tokenizer.chat_template)
     forget = [(i.prompt, i.answer) for i in format_items(splits.forget, chat)]
     retain = [(i.prompt, i.answer) for i in format_items(splits.retain_train, chat)]
     alternates = load_idk_answers(data_dir, len(forget), config.seed) if method.alternate else None
-    signature = json.loads(json.dumps({  # as it reads back from unlearn.json
-        "target": target.name, "config": asdict(config), "params": params, "forget": _digest(forget),
-        "retain": _digest(retain), "alternates": _digest(alternates),
-    }))
-    path = target.parent / f"{target.name}-{config.method}-{_digest(signature)}"
-    record_path = path / "unlearn.json"
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("signature") == signature:
-            return path, {**record, "cached": True}
-    label = f"{config.method} lr={config.learning_rate:g} epochs={config.epochs}"
-    began = time.perf_counter()
-    with peak_memory() as memory:
-        result = unlearn(
-            net, tokenizer, forget, retain, config, alternates=alternates, chat=chat,
-            progress=(lambda step, total, loss: progress(label, step, total)) if progress else None,
-        )
-    record = {
-        "signature": signature, "result": result.to_dict(), "seconds": time.perf_counter() - began,
-        "peak_rss_bytes": memory["peak_rss_bytes"], "target": str(target),
-    }
-    shutil.rmtree(path, ignore_errors=True)
-    with atomic_dir(path) as tmp:
-        net.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / "unlearn.json", record)
-    return path, {**record, "cached": False}
+    data = {"forget": _digest(forget), "retain": _digest(retain), "alternates": _digest(alternates)}
+    found: dict[int, tuple[Path, dict[str, Any]]] = {}
+    wanted: dict[int, tuple[Path, Any]] = {}
+    for count in counts:
+        settings = replace(config, epochs=count)
+        signature = json.loads(json.dumps({  # as it reads back from unlearn.json
+            "target": target.name, "config": asdict(settings), "params": params, **data,
+        }))
+        path = target.parent / f"{target.name}-{config.method}-{_digest(signature)}"
+        record_path = path / "unlearn.json"
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            if record.get("signature") == signature:
+                found[count] = (path, {**record, "cached": True})
+                continue
+        wanted[count] = (path, signature)
+    if wanted:
+        longest = max(wanted)
+        run = replace(config, epochs=longest)
+        label = f"{config.method} lr={config.learning_rate:g} epochs={longest}"
+        runs = {"epochs": longest, "saved": sorted(wanted)}
+
+        def save(epoch: int, result: Any) -> None:
+            if epoch not in wanted:
+                return
+            path, signature = wanted[epoch]
+            partial = replace(result, config=replace(result.config, epochs=epoch), steps=len(result.epoch_losses) * result.steps // longest)
+            record = {
+                "signature": signature, "result": partial.to_dict(), "seconds": result.seconds,
+                "peak_rss_bytes": memory["peak_rss_bytes"], "target": str(target), "run": runs,
+            }
+            shutil.rmtree(path, ignore_errors=True)
+            with atomic_dir(path) as tmp:
+                net.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                atomic_write_json(tmp / "unlearn.json", record)
+            found[epoch] = (path, {**record, "cached": False})
+
+        with peak_memory() as memory:
+            unlearn(
+                net, tokenizer, forget, retain, run, alternates=alternates, chat=chat,
+                progress=(lambda step, total, loss: progress(label, step, total)) if progress else None,
+                checkpoint=save,
+            )
+    return [found[count] for count in counts]
 
 
 def instructed_tokenizer(tokenizer: Any, instruction: str) -> Any:

@@ -23,10 +23,11 @@ from ...io import atomic_dir, atomic_write_json
 from ...models import load_model
 from ...runtime.guarded import GuardedModel
 from ...training.methods import METHODS
-from ...training.unlearn import UnlearnConfig
+from ...training.unlearn import SCHEDULES, UnlearnConfig
+from ...validation import one_of
 from ..environment import environment
 from ..saving import SavedReport, require_matplotlib
-from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, peak_memory, unlearned_model
+from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, peak_memory, unlearned_models
 from .data import TofuDataError, TofuSplits, load_splits
 from .eco import fit_tofu_guard, format_items
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
@@ -70,6 +71,7 @@ class CompareConfig:
             raise TofuDataError(f"unknown method(s) {', '.join(unknown)} for tofu compare; known: {known}")
         if "eco" in self.methods and not self.seeds:
             raise TofuDataError("ECO needs at least one seed (--seeds 0,1,2)")
+        one_of(self.unlearn.schedule, "schedule", SCHEDULES, error=TofuDataError)
 
 
 @dataclass
@@ -97,15 +99,17 @@ def _trained(config: CompareConfig, method: str, target: Path, splits: TofuSplit
     """Every grid point of ``method`` (trained or cached, scored cheaply) and its best point, fully scored."""
     run, cheap = config.run, replace(config.run.evaluation, generate=False)
     points = []
-    for lr, epochs in config.grid(method):
-        settings = replace(config.unlearn, method=method, learning_rate=lr, epochs=epochs, params=config.params.get(method, {}))
-        folder, record = unlearned_model(target, splits, settings, data_dir=run.data_dir, progress=progress)
-        summary = _evaluate(folder, method, splits, cheap, run.limit, reference, progress).summary
-        points.append({
-            "learning_rate": lr, "epochs": epochs, "folder": str(folder), "summary": summary,
-            "seconds": record["seconds"], "peak_rss_bytes": record["peak_rss_bytes"], "cached": record["cached"],
-            "meets_utility_floor": summary["model_utility_no_rouge"] >= config.utility_floor * target_utility,
-        })
+    grid = config.grid(method)
+    for lr in dict.fromkeys(lr for lr, _ in grid):
+        counts = [epochs for rate, epochs in grid if rate == lr]
+        settings = replace(config.unlearn, method=method, learning_rate=lr, params=config.params.get(method, {}))
+        for epochs, (folder, record) in zip(counts, unlearned_models(target, splits, settings, counts, data_dir=run.data_dir, progress=progress)):
+            summary = _evaluate(folder, method, splits, cheap, run.limit, reference, progress).summary
+            points.append({
+                "learning_rate": lr, "epochs": epochs, "folder": str(folder), "summary": summary,
+                "seconds": record["seconds"], "peak_rss_bytes": record["peak_rss_bytes"], "cached": record["cached"],
+                "meets_utility_floor": summary["model_utility_no_rouge"] >= config.utility_floor * target_utility,
+            })
     eligible = [p for p in points if p["meets_utility_floor"]]
     best = max(eligible or points, key=lambda p: (p["summary"]["forget_quality"], p["summary"]["model_utility_no_rouge"]))
     best["selected"] = True
@@ -113,10 +117,21 @@ def _trained(config: CompareConfig, method: str, target: Path, splits: TofuSplit
     return {
         "points": points, "best": {k: best[k] for k in ("learning_rate", "epochs", "folder")},
         "floor_met": bool(eligible), "summary": full.summary,
-        "seconds": {"grid": sum(p["seconds"] for p in points), "best_point": best["seconds"],
+        "seconds": {"grid": _grid_seconds(points, config.unlearn.schedule), "best_point": best["seconds"],
                     "mean_point": float(np.mean([p["seconds"] for p in points]))},
         "peak_rss_bytes": max(p["peak_rss_bytes"] for p in points),
     }
+
+
+def _grid_seconds(points: list[dict[str, Any]], schedule: str) -> float:
+    """Training time of the whole grid: every point's run, or under ``constant`` (one run per learning rate,
+    saving its epoch counts on the way) each learning rate's longest point."""
+    if schedule != "constant":
+        return float(sum(p["seconds"] for p in points))
+    longest: dict[float, float] = {}
+    for p in sorted(points, key=lambda p: p["epochs"]):
+        longest[p["learning_rate"]] = p["seconds"]
+    return float(sum(longest.values()))
 
 
 def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits, reference: list[float],
