@@ -111,6 +111,16 @@ def linear_schedule(total: int, warmup: int) -> Callable[[int], float]:
     return factor
 
 
+def constant_schedule(warmup: int) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warmup over ``warmup`` steps, then 1; it does not depend on the
+    run's length, so a run's state after k epochs is a k-epoch run's."""
+
+    def factor(step: int) -> float:
+        return (step + 1) / (warmup + 1) if step < warmup else 1.0
+
+    return factor
+
+
 def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(ids) for ids, _ in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)

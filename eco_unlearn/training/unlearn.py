@@ -16,10 +16,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import FinetuneError
+from ..validation import one_of
 from .losses import sequence_nll
 from .methods import METHODS, UnlearnMethod
-from ..validation import one_of
-from .sft import collate, encode_example, length_batches, linear_schedule, use_bfloat16, validate_loop
+from .sft import collate, constant_schedule, encode_example, length_batches, linear_schedule, use_bfloat16, validate_loop
 
 __all__ = ["SCHEDULES", "Step", "UnlearnConfig", "UnlearnResult", "unlearn"]
 
@@ -135,7 +135,8 @@ def unlearn(
     ``alternates``: one alternative answer per forget pair (for methods that prefer one, e.g. ``idkdpo``).
     ``chat``: wrap questions in the chat template (default: when the tokenizer has one). ``progress(step,
     total, loss)`` after every optimizer step; ``checkpoint(epoch, result)`` after every epoch (1-based), the
-    model in its state then and ``result.seconds`` the training time so far. The model is left in eval mode with its ``requires_grad`` flags.
+    model in its state then and ``result.seconds`` the training time so far. The model is left in eval mode
+    with its ``requires_grad`` flags.
     """
     config = config or UnlearnConfig()
     method, params = config.resolved()
@@ -171,8 +172,7 @@ def unlearn(
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
         if config.schedule == "constant":
-            warmup = int(steps_per_epoch * config.warmup_fraction)
-            factor = lambda step: (step + 1) / (warmup + 1) if step < warmup else 1.0  # noqa: E731
+            factor = constant_schedule(int(steps_per_epoch * config.warmup_fraction))
         else:
             factor = linear_schedule(total, int(total * config.warmup_fraction))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

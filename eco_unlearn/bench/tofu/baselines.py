@@ -138,7 +138,7 @@ def unlearned_models(
             if epoch not in wanted:
                 return
             path, signature = wanted[epoch]
-            partial = replace(result, config=replace(result.config, epochs=epoch), steps=len(result.epoch_losses) * result.steps // longest)
+            partial = replace(result, config=replace(result.config, epochs=epoch), steps=epoch * result.steps // longest)
             record = {
                 "signature": signature, "result": partial.to_dict(), "seconds": result.seconds,
                 "peak_rss_bytes": memory["peak_rss_bytes"], "target": str(target), "run": runs,
