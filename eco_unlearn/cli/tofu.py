@@ -183,7 +183,8 @@ def compare(
     parallel: bool = opt.PARALLEL,
 ) -> None:
     """ECO against the gradient baselines: a tuned grid per method, ECO over seeds, one table, a plot, JSON.
-    Resumable: models, guards and evaluations are cached (under $ECO_UNLEARN_CACHE), so run it again to go on."""
+    Resumable: models, guards and evaluations are cached (under $ECO_UNLEARN_CACHE), and compare.json keeps every
+    finished point, seed and method, so run it again to go on, on this machine or one without the cache."""
     from dataclasses import replace
 
     from ..bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, tofu_fit_config

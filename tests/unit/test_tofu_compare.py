@@ -81,6 +81,88 @@ def test_a_second_run_comes_from_the_cache(first, compare_config):
     assert again.table == first.table
 
 
+def _fresh_cache(report, cache: Path) -> None:
+    """A cache holding only the target and retain models of ``report`` (no evaluations, no unlearned models,
+    no guards): what another machine has after preparing them again."""
+    import shutil
+
+    for role in ("target_model", "retain_model"):
+        source = Path(report.files[role])
+        copy = cache / source.relative_to(source.parents[2])
+        shutil.copytree(source, copy)
+        for evaluation in copy.glob("tofu-eval-*.json"):
+            evaluation.unlink()
+
+
+def test_compare_json_outlives_the_cache(first, compare_config, tmp_path):
+    """On a machine with none of the cached work, the same target and retain models (fingerprints) resume
+    from compare.json alone: no training, no fit, no evaluation, the same table."""
+    from dataclasses import replace
+    import shutil
+
+    done = run_compare(compare_config)  # all cached; compare.json as this config writes it
+    _fresh_cache(done, tmp_path / "cache")
+    shutil.copytree(compare_config.run.output, tmp_path / "out")
+    config = replace(compare_config, run=replace(compare_config.run, cache=str(tmp_path / "cache"), output=str(tmp_path / "out")))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work stored in compare.json was done again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(baselines_module, "unlearn", refuse)
+        mp.setattr(compare_module, "fit_tofu_guard", refuse)
+        mp.setattr(compare_module, "evaluate_tofu", refuse)
+        again = run_compare(config)
+    assert again.table == done.table and again.pending == [] and again.unfinished == {}
+    assert all(p["cached"] for p in again.methods["ga"]["points"])
+
+
+def test_an_interrupted_compare_keeps_what_it_finished(first, compare_config, tmp_path):
+    """A run stopped in the middle of a grid leaves compare.json with the finished points and the method
+    pending; a run elsewhere (no cached models but target and retain) trains only the missing point, and a
+    compare.json made for other models is not reused but kept beside the new one."""
+    from dataclasses import replace
+
+    config = replace(compare_config, methods=("ga",), run=replace(compare_config.run, output=str(tmp_path / "out")))
+    real = compare_module._evaluate
+    evaluations = []
+
+    def second_fails(*args, **kwargs):
+        evaluations.append(args[0])
+        if len(evaluations) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compare_module, "_evaluate", second_fails)
+        with pytest.raises(KeyboardInterrupt):
+            run_compare(replace(config, run=replace(config.run, cache=str(tmp_path / "cache1"))))
+    saved = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert saved["pending"] == ["ga"] and saved["table"][2:] == []
+    assert [(p["learning_rate"], p["epochs"]) for p in saved["unfinished"]["ga"]["points"]] == [(1e-3, 1)]
+
+    _fresh_cache(first, tmp_path / "cache2")
+    calls = []
+    real_unlearn = baselines_module.unlearn
+
+    def counting(*args, **kwargs):
+        calls.append(args[4].learning_rate)
+        return real_unlearn(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(baselines_module, "unlearn", counting)
+        report = run_compare(replace(config, run=replace(config.run, cache=str(tmp_path / "cache2"))))
+    assert calls in ([1e-2], [1e-2, 1e-3])  # the missing point; the first again only if it is the one chosen
+    assert report.pending == [] and [r["method"] for r in report.table] == ["retain", "target", "ga"]
+
+    other = replace(config, run=replace(config.run, evaluation=TofuEvalConfig(max_new_tokens=4), cache=str(tmp_path / "cache2")))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(baselines_module, "unlearn", counting)
+        run_compare(other)
+    assert json.loads((tmp_path / "out" / "compare.superseded.json").read_text())["context"] == report.context
+    assert json.loads((tmp_path / "out" / "compare.json").read_text())["context"] != report.context
+
+
 def test_unknown_methods_fail_before_any_work(compare_config):
     from dataclasses import replace
 

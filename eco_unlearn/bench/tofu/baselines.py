@@ -27,7 +27,9 @@ from .data import TofuSplits, resolve_data_dir
 from .eco import format_items
 from .run import _digest
 
-__all__ = ["PROMPT_INSTRUCTION", "instructed_tokenizer", "load_idk_answers", "peak_memory", "unlearned_models"]
+__all__ = [
+    "PROMPT_INSTRUCTION", "instructed_tokenizer", "load_idk_answers", "peak_memory", "unlearn_signatures", "unlearned_models",
+]
 
 Progress = Callable[[str, int, int], None]
 
@@ -88,6 +90,39 @@ def load_idk_answers(data_dir: str | None, count: int, seed: int = 0) -> list[st
     return [rng.choice(answers) for _ in range(count)]
 
 
+def _chat(target: Path) -> bool:
+    """Whether the target's tokenizer has a chat template (read without loading the weights)."""
+    from transformers import AutoTokenizer
+
+    return bool(AutoTokenizer.from_pretrained(target).chat_template)
+
+
+def _pairs(splits: TofuSplits, config: UnlearnConfig, chat: bool, data_dir: str | None) -> tuple[list, list, list[str] | None]:
+    """The forget and retain (prompt, answer) pairs and, for methods that need them, the alternative answers."""
+    method, _ = config.resolved()
+    forget = [(i.prompt, i.answer) for i in format_items(splits.forget, chat)]
+    retain = [(i.prompt, i.answer) for i in format_items(splits.retain_train, chat)]
+    return forget, retain, load_idk_answers(data_dir, len(forget), config.seed) if method.alternate else None
+
+
+def unlearn_signatures(
+    target: Path, splits: TofuSplits, config: UnlearnConfig, epochs: Sequence[int], *, data_dir: str | None = None,
+) -> dict[int, tuple[Path, dict[str, Any]]]:
+    """Per epoch count, the folder ``unlearned_models`` caches that model in and the signature of everything
+    that makes it (target folder, resolved settings, forget, retain and alternative answers), as it reads back
+    from ``unlearn.json``. Reads the target's tokenizer only."""
+    _, params = config.resolved()
+    forget, retain, alternates = _pairs(splits, config, _chat(target), data_dir)
+    data = {"forget": _digest(forget), "retain": _digest(retain), "alternates": _digest(alternates)}
+    keys = {}
+    for count in sorted(set(epochs)):
+        signature = json.loads(json.dumps({
+            "target": target.name, "config": asdict(replace(config, epochs=count)), "params": params, **data,
+        }))
+        keys[count] = (target.parent / f"{target.name}-{config.method}-{_digest(signature)}", signature)
+    return keys
+
+
 def unlearned_models(
     target: Path,
     splits: TofuSplits,
@@ -99,28 +134,17 @@ def unlearned_models(
 ) -> list[tuple[Path, dict[str, Any]]]:
     """The target unlearned with ``config`` for each of ``epochs`` (default ``config.epochs``) on the forget
     authors (retain: the retain authors' training pairs): per epoch count, its folder and its record (training
-    result, seconds, peak memory, ``cached``). Each is cached under the digest of the run that makes it alone;
-    under the ``constant`` schedule one run to the largest missing count saves the others as it passes them
-    (the same states, see ``UnlearnConfig``), and a checkpoint's seconds are the training time up to it."""
+    result, seconds, peak memory, ``cached``). Each is cached under the digest of the run that makes it alone
+    (``unlearn_signatures``); under the ``constant`` schedule one run to the largest missing count saves the
+    others as it passes them (the same states, see ``UnlearnConfig``), and a checkpoint's seconds are the
+    training time up to it."""
     counts = sorted(set(epochs or [config.epochs]))
     if config.schedule != "constant" and len(counts) > 1:
         return [found for count in counts for found in unlearned_models(
             target, splits, replace(config, epochs=count), data_dir=data_dir, progress=progress)]
-    method, params = config.resolved()
-    net, tokenizer = load_model(target)
-    chat = bool(tokenizer.chat_template)
-    forget = [(i.prompt, i.answer) for i in format_items(splits.forget, chat)]
-    retain = [(i.prompt, i.answer) for i in format_items(splits.retain_train, chat)]
-    alternates = load_idk_answers(data_dir, len(forget), config.seed) if method.alternate else None
-    data = {"forget": _digest(forget), "retain": _digest(retain), "alternates": _digest(alternates)}
     found: dict[int, tuple[Path, dict[str, Any]]] = {}
     wanted: dict[int, tuple[Path, Any]] = {}
-    for count in counts:
-        settings = replace(config, epochs=count)
-        signature = json.loads(json.dumps({  # as it reads back from unlearn.json
-            "target": target.name, "config": asdict(settings), "params": params, **data,
-        }))
-        path = target.parent / f"{target.name}-{config.method}-{_digest(signature)}"
+    for count, (path, signature) in unlearn_signatures(target, splits, config, counts, data_dir=data_dir).items():
         record_path = path / "unlearn.json"
         if record_path.is_file():
             record = json.loads(record_path.read_text())
@@ -129,6 +153,9 @@ def unlearned_models(
                 continue
         wanted[count] = (path, signature)
     if wanted:
+        net, tokenizer = load_model(target)
+        chat = bool(tokenizer.chat_template)
+        forget, retain, alternates = _pairs(splits, config, chat, data_dir)
         longest = max(wanted)
         run = replace(config, epochs=longest)
         label = f"{config.method} lr={config.learning_rate:g} epochs={longest}"

@@ -7,6 +7,12 @@ is evaluated in full. Choosing that point reads the retain model (forget quality
 the baselines get that oracle, ECO does not; ECO is fitted from the user's data alone, once per seed. The
 prompting baseline is the target with a system instruction. Everything is cached next to the target
 (unlearned models, fitted guards, evaluations), so a stopped comparison resumes where it was.
+
+``compare.json`` is rewritten after every grid point, ECO seed and method, with what is done and what is
+pending. It outlives the cache: a later run on a machine without the cached models prepares the target
+and retain models again and, when their fingerprints match the file's (fine-tuning is seeded), reuses
+every point, seed and evaluation the file holds instead of redoing it. A comparison longer than one
+session's cache therefore still completes, one committed ``compare.json`` at a time.
 """
 
 from __future__ import annotations
@@ -20,23 +26,24 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ...io import atomic_dir, atomic_write_json
-from ...models import load_model
+from ...models import fingerprint, load_model
 from ...runtime.guarded import GuardedModel
 from ...training.methods import METHODS
 from ...training.unlearn import SCHEDULES, UnlearnConfig
 from ...validation import one_of
 from ..environment import environment
 from ..saving import SavedReport, require_matplotlib
-from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, peak_memory, unlearned_models
+from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, peak_memory, unlearn_signatures, unlearned_models
 from .data import TofuDataError, TofuSplits, load_splits
 from .eco import fit_tofu_guard, format_items
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
 from .compare_report import plot_compare, table_rows
-from .run import TofuRunConfig, _bare_evaluations, _config_dict, _digest, prepare_models
+from .run import PreparedModels, TofuRunConfig, _bare_evaluations, _config_dict, _digest, prepare_models
 
 __all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "run_compare"]
 
 Progress = Callable[[str, int, int], None]
+Record = Callable[[dict[str, Any]], None]
 
 DEFAULT_METHODS = ("eco", "ga", "gd", "kl", "npo", "npo_rt", "simnpo", "idkdpo", "rmu", "prompt")
 DEFAULT_GRID = {"learning_rate": (1e-5, 3e-5, 1e-4), "epochs": (5, 10)}
@@ -84,6 +91,10 @@ class CompareReport(SavedReport):
     references: dict[str, dict[str, float]]
     seconds: float
     files: dict[str, str]
+    context: dict[str, Any] = field(default_factory=dict)
+    retain_truth_ratios: list[float] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    unfinished: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=environment)
 
 
@@ -95,28 +106,48 @@ def _evaluate(folder: Path, name: str, splits: TofuSplits, config: TofuEvalConfi
 
 
 def _trained(config: CompareConfig, method: str, target: Path, splits: TofuSplits, reference: list[float],
-             target_utility: float, progress: Progress | None) -> dict[str, Any]:
-    """Every grid point of ``method`` (trained or cached, scored cheaply) and its best point, fully scored."""
+             target_utility: float, stored: dict[str, Any], record: Record, progress: Progress | None) -> dict[str, Any]:
+    """Every grid point of ``method`` (trained or cached, scored cheaply) and its best point, fully scored.
+    ``stored``: this method's entry in an earlier ``compare.json`` for the same models, whose points (and
+    full evaluation, if the same point wins) are reused; ``record`` gets the points as they are done."""
     run, cheap = config.run, replace(config.run.evaluation, generate=False)
-    points = []
+    known = {(p["learning_rate"], p["epochs"]): p for p in stored.get("points", [])}
+    points, settings_of = [], {}
     grid = config.grid(method)
     for lr in dict.fromkeys(lr for lr, _ in grid):
         counts = [epochs for rate, epochs in grid if rate == lr]
-        settings = replace(config.unlearn, method=method, learning_rate=lr, params=config.params.get(method, {}))
-        for epochs, (folder, record) in zip(counts, unlearned_models(target, splits, settings, counts, data_dir=run.data_dir, progress=progress)):
-            summary = _evaluate(folder, method, splits, cheap, run.limit, reference, progress).summary
-            points.append({
-                "learning_rate": lr, "epochs": epochs, "folder": str(folder), "summary": summary,
-                "seconds": record["seconds"], "peak_rss_bytes": record["peak_rss_bytes"], "cached": record["cached"],
-                "meets_utility_floor": summary["model_utility_no_rouge"] >= config.utility_floor * target_utility,
-            })
+        settings = settings_of[lr] = replace(config.unlearn, method=method, learning_rate=lr, params=config.params.get(method, {}))
+        keys = unlearn_signatures(target, splits, settings, counts, data_dir=run.data_dir)
+        kept = {c: known[(lr, c)] for c in counts if known.get((lr, c), {}).get("signature") == keys[c][1]}
+        missing = [c for c in counts if c not in kept]
+        made = dict(zip(missing, unlearned_models(target, splits, settings, missing, data_dir=run.data_dir, progress=progress))) if missing else {}
+        for epochs in counts:
+            if epochs in kept:
+                point = {**{k: v for k, v in kept[epochs].items() if k != "selected"}, "folder": str(keys[epochs][0]), "cached": True}
+            else:
+                folder, trained = made[epochs]
+                summary = _evaluate(folder, method, splits, cheap, run.limit, reference, progress).summary
+                point = {
+                    "learning_rate": lr, "epochs": epochs, "folder": str(folder), "signature": trained["signature"],
+                    "summary": summary, "seconds": trained["seconds"], "peak_rss_bytes": trained["peak_rss_bytes"],
+                    "cached": trained["cached"],
+                    "meets_utility_floor": summary["model_utility_no_rouge"] >= config.utility_floor * target_utility,
+                }
+            points.append(point)
+            record({"points": points})
     eligible = [p for p in points if p["meets_utility_floor"]]
     best = max(eligible or points, key=lambda p: (p["summary"]["forget_quality"], p["summary"]["model_utility_no_rouge"]))
     best["selected"] = True
-    full = _evaluate(Path(best["folder"]), method, splits, run.evaluation, run.limit, reference, progress)
+    if stored.get("best", {}).get("signature") == best["signature"] and "model_utility" in stored.get("summary", {}):
+        summary = stored["summary"]
+    else:
+        folder = Path(best["folder"])
+        if not (folder / "unlearn.json").is_file():  # trained by an earlier run on another machine: again
+            unlearned_models(target, splits, settings_of[best["learning_rate"]], [best["epochs"]], data_dir=run.data_dir, progress=progress)
+        summary = _evaluate(folder, method, splits, run.evaluation, run.limit, reference, progress).summary
     return {
-        "points": points, "best": {k: best[k] for k in ("learning_rate", "epochs", "folder")},
-        "floor_met": bool(eligible), "summary": full.summary,
+        "points": points, "best": {k: best[k] for k in ("learning_rate", "epochs", "folder", "signature")},
+        "floor_met": bool(eligible), "summary": summary,
         "seconds": {"grid": _grid_seconds(points, config.unlearn.schedule), "best_point": best["seconds"],
                     "mean_point": float(np.mean([p["seconds"] for p in points]))},
         "peak_rss_bytes": max(p["peak_rss_bytes"] for p in points),
@@ -135,11 +166,14 @@ def _grid_seconds(points: list[dict[str, Any]], schedule: str) -> float:
 
 
 def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits, reference: list[float],
-              progress: Progress | None) -> dict[str, Any]:
-    """ECO fitted with ``seed`` on the target (cached with its evaluation next to it)."""
+              stored: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
+    """ECO fitted with ``seed`` on the target (cached with its evaluation next to it; ``stored``: the seed's
+    record in an earlier ``compare.json`` for the same models, reused when it was made the same way)."""
     run = config.run
     eco = replace(run.eco, fit=run.eco.fit.updated(seed=seed))
     signature = _as_json({"eco": asdict(eco), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
+    if stored.get("signature") == signature and "summary" in stored:
+        return {**stored, "cached": True}
     folder = target.parent / f"{target.name}-eco-{_digest(signature)}"
     record_path = folder / "eco.json"
     if record_path.is_file() and json.loads(record_path.read_text()).get("signature") == signature:
@@ -176,12 +210,17 @@ def _eval_sets(splits: TofuSplits, chat: bool, limit: int | None) -> dict[str, l
     return {name: format_items(items[:limit] if limit else items, chat) for name, items in splits.eval_sets.items()}
 
 
-def _eco(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float], progress: Progress | None) -> dict[str, Any]:
-    seeds = [_eco_seed(config, seed, target, splits, reference, progress) for seed in config.seeds]
+def _eco(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float], stored: dict[str, Any],
+         record: Record, progress: Progress | None) -> dict[str, Any]:
+    known = {s["seed"]: s for s in stored.get("seeds", [])}
+    seeds = []
+    for seed in config.seeds:
+        done = _eco_seed(config, seed, target, splits, reference, known.get(seed, {}), progress)
+        done.pop("evaluation", None)
+        seeds.append(done)
+        record({"seeds": seeds})
     quality = [s["summary"]["forget_quality"] for s in seeds]
     median = seeds[int(np.argsort(quality)[len(quality) // 2])]  # the median seed (upper median when even)
-    for s in seeds:
-        s.pop("evaluation")
     return {
         "seeds": seeds, "summary": median["summary"], "median_seed": median["seed"],
         "forget_quality": {"mean": float(np.mean(quality)), "median": float(np.median(quality)),
@@ -193,11 +232,13 @@ def _eco(config: CompareConfig, target: Path, splits: TofuSplits, reference: lis
 
 
 def _prompted(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float],
-              progress: Progress | None) -> dict[str, Any]:
+              stored: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
     """The target with a system instruction naming the forget authors (no training)."""
     run = config.run
     instruction = config.instruction.format(authors=", ".join(splits.forget_authors))
     signature = {"instruction": instruction, "limit": run.limit, "evaluation": asdict(run.evaluation)}
+    if stored.get("signature") == _as_json(signature) and "summary" in stored:
+        return stored
     path = target.parent / f"{target.name}-prompt-{_digest(signature)}.json"
     if path.is_file():
         evaluation = TofuEvaluation.from_dict(json.loads(path.read_text()))
@@ -212,12 +253,39 @@ def _prompted(config: CompareConfig, target: Path, splits: TofuSplits, reference
         evaluation = evaluate_tofu(GuardedModel(model, tokenizer), sets, name="prompt", config=run.evaluation, progress=progress)
         atomic_write_json(path, evaluation.to_dict())
     return {"summary": summarise(evaluation.items, reference), "instruction": instruction, "seconds": {"grid": 0.0},
+            "signature": _as_json(signature),
             "sample_generations": [r["generation"] for r in evaluation.items["forget"][:3]]}
 
 
+def _context(prepared: PreparedModels, config: CompareConfig) -> dict[str, Any]:
+    """What every stored result depends on besides its own settings: the target's and the retain model's
+    weights (fingerprints) and how models are scored."""
+    found = {}
+    for role, folder in (("target", prepared.target), ("retain", prepared.retain)):
+        model, _ = load_model(folder)
+        found[role] = fingerprint(model).to_dict()
+        del model
+    return _as_json({**found, "evaluation": asdict(config.run.evaluation), "limit": config.run.limit, "preset": config.run.preset})
+
+
+def _previous(path: Path, context: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+    """An earlier ``compare.json`` at ``path``: its content if it was made for the same ``context``, else
+    nothing to reuse and its bytes, kept beside the new results as ``compare.superseded.json``."""
+    try:
+        data = path.read_bytes()
+        previous = json.loads(data)
+    except (OSError, ValueError):
+        return {}, None
+    if previous.get("context") == context:
+        return previous, None
+    return {}, data
+
+
 def run_compare(config: CompareConfig, progress: Progress | None = None) -> CompareReport:
-    """Prepare (or reuse) target and retain, run every method, write ``compare.json`` and ``compare.png``
-    to ``config.run.output`` (replaced as a whole at the end; the work is cached as it goes)."""
+    """Prepare (or reuse) target and retain, run every method, and write ``compare.json`` and ``compare.png``
+    to ``config.run.output`` (replaced whole after every grid point, seed and method: what is finished in
+    ``table``, the rest in ``pending`` and ``unfinished``). An earlier ``compare.json`` there for the same
+    models is resumed from (see the module's docstring)."""
     began = time.perf_counter()
     config.check()
     out = config.run.output_folder()
@@ -226,29 +294,52 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
     preset = run.resolved_preset()
     splits = load_splits(preset, run.data_dir)
     prepared = prepare_models(splits, run.model, run.finetune, cache=run.cache, parallel=run.parallel, progress=progress)
-    bare = _bare_evaluations({"retain": prepared.retain, "target": prepared.target}, splits, run.evaluation, run.limit,
-                             parallel=run.parallel, progress=progress)
-    reference = bare["retain"].truth_ratios()
-    references = {name: summarise(e.items, reference) for name, e in bare.items()}
+    context = _context(prepared, config)
+    previous, superseded = _previous(out / "compare.json", context)
+    if previous.get("retain_truth_ratios"):
+        reference, references = previous["retain_truth_ratios"], previous["references"]
+    else:
+        bare = _bare_evaluations({"retain": prepared.retain, "target": prepared.target}, splits, run.evaluation, run.limit,
+                                 parallel=run.parallel, progress=progress)
+        reference = bare["retain"].truth_ratios()
+        references = {name: summarise(e.items, reference) for name, e in bare.items()}
     target_utility = references["target"]["model_utility_no_rouge"]
+    stored = {**previous.get("unfinished", {}), **previous.get("methods", {})}
     methods: dict[str, Any] = {}
+    unfinished = {m: stored[m] for m in config.methods if m in stored}
+
+    def write() -> CompareReport:
+        report = CompareReport(
+            config={**_config_dict(run, preset), "methods": list(config.methods), "seeds": list(config.seeds),
+                    "grids": {m: config.grid(m) for m in config.methods if m in METHODS},
+                    "unlearn": asdict(config.unlearn), "params": config.params, "utility_floor": config.utility_floor},
+            table=table_rows(methods, references), methods=methods, references=references,
+            seconds=time.perf_counter() - began,
+            files={"target_model": str(prepared.target), "retain_model": str(prepared.retain),
+                   "json": str(out / "compare.json"), "plot": str(out / "compare.png")},
+            context=context, retain_truth_ratios=list(reference), pending=[m for m in config.methods if m not in methods],
+            unfinished=unfinished,
+        )
+        with atomic_dir(out) as tmp:
+            report.save(tmp / "compare.json")
+            plot_compare(methods, references, tmp / "compare.png", title=f"TOFU {preset.name}, {run.model}")
+            if superseded is not None:
+                (tmp / "compare.superseded.json").write_bytes(superseded)
+        return report
+
+    report = write()
     for method in config.methods:
+        def record(entry: dict[str, Any], method: str = method) -> None:
+            unfinished[method] = entry
+            write()
+
+        earlier = stored.get(method, {})
         if method == "eco":
-            methods[method] = _eco(config, prepared.target, splits, reference, progress)
+            methods[method] = _eco(config, prepared.target, splits, reference, earlier, record, progress)
         elif method == "prompt":
-            methods[method] = _prompted(config, prepared.target, splits, reference, progress)
+            methods[method] = _prompted(config, prepared.target, splits, reference, earlier, progress)
         else:
-            methods[method] = _trained(config, method, prepared.target, splits, reference, target_utility, progress)
-    table = table_rows(methods, references)
-    report = CompareReport(
-        config={**_config_dict(run, preset), "methods": list(config.methods), "seeds": list(config.seeds),
-                "grids": {m: config.grid(m) for m in config.methods if m in METHODS},
-                "unlearn": asdict(config.unlearn), "params": config.params, "utility_floor": config.utility_floor},
-        table=table, methods=methods, references=references, seconds=time.perf_counter() - began,
-        files={"target_model": str(prepared.target), "retain_model": str(prepared.retain),
-               "json": str(out / "compare.json"), "plot": str(out / "compare.png")},
-    )
-    with atomic_dir(out) as tmp:
-        report.save(tmp / "compare.json")
-        plot_compare(methods, references, tmp / "compare.png", title=f"TOFU {preset.name}, {run.model}")
+            methods[method] = _trained(config, method, prepared.target, splits, reference, target_utility, earlier, record, progress)
+        unfinished.pop(method, None)
+        report = write()
     return report

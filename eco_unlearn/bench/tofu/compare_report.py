@@ -69,7 +69,8 @@ def plot_compare(methods: dict[str, Any], references: dict[str, dict[str, float]
         ax.set_ylabel("forget quality (KS-test p-value, log)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, ncol=2)
+        if methods:
+            ax.legend(fontsize=8, ncol=2)
     return Path(path)
 
 
