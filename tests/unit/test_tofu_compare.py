@@ -69,16 +69,20 @@ def test_every_method_is_in_the_table_with_its_cost(first, compare_config):
     assert (out / "compare.png").stat().st_size > 1000
 
 
-def test_a_second_run_comes_from_the_cache(first, compare_config):
+def _run_without_work(config):
+    """``run_compare(config)`` with training, ECO's fit and evaluation refused: all must come from stored work."""
     def refuse(*args, **kwargs):
-        raise AssertionError("cached work was done again")
+        raise AssertionError("stored work was done again")
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(baselines_module, "unlearn", refuse)
         mp.setattr(compare_module, "fit_tofu_guard", refuse)
         mp.setattr(compare_module, "evaluate_tofu", refuse)
-        again = run_compare(compare_config)
-    assert again.table == first.table
+        return run_compare(config)
+
+
+def test_a_second_run_comes_from_the_cache(first, compare_config):
+    assert _run_without_work(compare_config).table == first.table
 
 
 def _fresh_cache(report, cache: Path) -> None:
@@ -105,14 +109,7 @@ def test_compare_json_outlives_the_cache(first, compare_config, tmp_path):
     shutil.copytree(compare_config.run.output, tmp_path / "out")
     config = replace(compare_config, run=replace(compare_config.run, cache=str(tmp_path / "cache"), output=str(tmp_path / "out")))
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("work stored in compare.json was done again")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(baselines_module, "unlearn", refuse)
-        mp.setattr(compare_module, "fit_tofu_guard", refuse)
-        mp.setattr(compare_module, "evaluate_tofu", refuse)
-        again = run_compare(config)
+    again = _run_without_work(config)
     assert again.table == done.table and again.pending == [] and again.unfinished == {}
     assert all(p["cached"] for p in again.methods["ga"]["points"])
 
