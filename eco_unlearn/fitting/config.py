@@ -89,7 +89,8 @@ class SearchConfig:
 
     * ``method`` (``"auto"``): ``"bisection"`` (for objectives that improve with strength: the least
       corruption that meets the target, in a handful of evaluations), ``"zeroth_order"`` (no monotonicity
-      needed), ``"grid"``; ``"auto"`` bisects monotone objectives and descends the others.
+      needed), ``"scan"`` (a coarse scan from the weakest strength up, then a refinement: for rugged
+      objectives over a wide range), ``"grid"``; ``"auto"`` bisects monotone objectives and descends the others.
     * ``budget`` (30): the most evaluations of the guarded model per token candidate (a grid's points);
       bisection usually needs fewer than 15, zeroth-order descent uses more.
     * ``strength`` (None): a fixed strength, measured once instead of searched.

@@ -1,6 +1,6 @@
 """Strength search: find the corruption strength that meets an objective, with forward passes only.
 
-Three methods over log-strength, each keeping the full trace of (strength, value):
+Four methods over log-strength, each keeping the full trace of (strength, value):
 
 * ``bisection``: for objectives that improve monotonically with strength. It brackets the smallest
   strength that meets the target and halves the bracket geometrically: the least corruption that
@@ -8,6 +8,11 @@ Three methods over log-strength, each keeping the full trace of (strength, value
 * ``zeroth_order``: the paper's learned corruption. Central finite differences estimate the slope of
   the objective in log-strength; a projected, decaying step follows it; it stops at the target or when
   the budget of evaluations is spent. It needs no monotonicity (``match_reference``).
+* ``scan``: for rugged objectives over a wide range (``match_reference``'s KS p-value on a few dozen
+  items moves in coarse, noisy steps). A coarse log-spaced scan from the weakest strength up stops at the
+  first that meets the target and bisects between it and the scan point below; when none meets, it
+  refines around the best point. Unlike descent from the middle of the range, it cannot walk away from a
+  region it never looked at, and its cost is bounded by the scan.
 * ``grid``: evenly spaced in log-strength, for plots and sanity checks.
 
 Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice. All share
@@ -28,7 +33,7 @@ from ..registry import Registry
 from .. import validation
 from .deprecated import KeyAccess
 
-__all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "zeroth_order"]
+__all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "scan", "zeroth_order"]
 
 Evaluate = Callable[[float], float]
 Progress = Callable[[str, int, int], None]
@@ -190,6 +195,55 @@ def zeroth_order(
         center, t = track(math.exp(x)), t + 1
         if any(p.met for p in (up, down)) or len(track.trace) == evaluated:
             break  # the target is met, or x is pinned where every strength is evaluated already
+    return track.result()
+
+
+@SEARCHES.register("scan")
+def scan(
+    evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 30,
+    points: int = 8, rtol: float = 0.25, integer: bool = False, progress: Progress | None = None,
+) -> SearchResult:
+    """A log-spaced scan of ``points`` strengths over [low, high] (fewer when ``budget`` is smaller), from
+    the weakest up, then a refinement with what is left of the budget.
+
+    At the first scanned strength that meets the target the scan stops and bisects (geometrically)
+    between it and the scanned strength below, keeping the least strength found that meets it. When
+    none meets, it evaluates the midpoints on either side of the best strength seen, halving the spacing
+    each round. Either refinement stops once the spacing is below a factor of ``1 + rtol``.
+    """
+    _check_range(low, high)
+    validation.integer(points, "points", minimum=2, what="an integer of at least 2", error=SearchError)
+    validation.number(rtol, "rtol", low=0, error=SearchError)
+    track = _Tracker(evaluate, goal, target, budget, integer, "scan", progress)
+    lo, hi = math.log(low), math.log(high)
+    count = min(points, budget)
+    spacing = (hi - lo) / (count - 1)
+    finest = math.log1p(rtol) if rtol > 0 else 1e-9
+    below = None
+    for i in range(count):
+        x = lo + i * spacing
+        if track(math.exp(x)).met:
+            if below is None:
+                return track.result()
+            left, right = below, x
+            while not track.exhausted and right - left > finest:
+                mid = (left + right) / 2
+                evaluated = len(track.trace)
+                if track(math.exp(mid)).met:
+                    right = mid
+                else:
+                    left = mid
+                if len(track.trace) == evaluated:
+                    break  # rounded onto a strength evaluated already (integer corruptions)
+            return track.result()
+        below = x
+    width = spacing / 2
+    while not track.exhausted and width > finest:
+        center = math.log(track.best().strength)
+        for x in (center - width, center + width):
+            if lo <= x <= hi and not track.exhausted:
+                track(math.exp(x))
+        width /= 2
     return track.result()
 
 

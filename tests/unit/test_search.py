@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from eco_unlearn.errors import EcoUnlearnError
-from eco_unlearn.fitting.search import SEARCHES, SearchError, SearchResult, bisection, grid, zeroth_order
+from eco_unlearn.fitting.search import SEARCHES, SearchError, SearchResult, bisection, grid, scan, zeroth_order
 
 
 class Counted:
@@ -50,7 +50,7 @@ def step(at: float):
 
 
 def test_registry_and_error_type():
-    assert SEARCHES == {"bisection": bisection, "zeroth_order": zeroth_order, "grid": grid}
+    assert SEARCHES == {"bisection": bisection, "zeroth_order": zeroth_order, "scan": scan, "grid": grid}
     assert issubclass(SearchError, EcoUnlearnError)
 
 
@@ -244,6 +244,82 @@ def test_zeroth_order_integer():
     assert result.met and 37 <= result.strength <= 44
 
 
+# ------------------------------------------------------------------------------------------ scan
+
+
+def plateau(s):
+    """TOFU's surrogate in miniature (seed 2 of the first compare): below 30 a KS p-value that creeps up
+    towards weaker strengths, so a slope estimated there points away from the only region that meets the
+    target, a plateau between 30 and 150."""
+    if 30 <= s <= 150:
+        return 0.95
+    return 0.35 - 0.03 * math.log(s) if s < 30 else 0.1
+
+
+def test_scan_finds_a_plateau_that_descent_from_the_middle_walks_away_from():
+    low, high = 0.135, 405.0
+    with deadline(10):
+        descent = zeroth_order(Counted(plateau), low=low, high=high, goal="max", target=0.9, budget=30)
+        f = Counted(plateau)
+        found = scan(f, low=low, high=high, goal="max", target=0.9, budget=30)
+    assert not descent.met and max(p.strength for p in descent.trace) < 30
+    assert found.met and 30 <= found.strength <= 150
+    assert found.evaluations <= 12
+    f.assert_no_repeats()
+
+
+def test_scan_stops_at_the_first_strength_that_meets_and_bisects_below_it():
+    f = Counted(step(3.0))
+    with deadline(10):
+        result = scan(f, low=0.01, high=100, goal="min", target=0.5, points=5, rtol=0.05)
+    scanned = [0.01 * 10 ** i for i in range(5)]  # 0.01, 0.1, 1, 10, 100
+    np.testing.assert_allclose(f.calls[:4], scanned[:4], rtol=1e-12)  # 100 is never evaluated
+    assert result.met and 3.0 <= result.strength <= 3.0 * 1.05
+    assert all(1.0 < s < 10.0 for s in f.calls[4:])
+    f.assert_no_repeats()
+
+
+def test_scan_low_meets_at_once():
+    f = Counted(step(0.001))
+    result = scan(f, low=0.01, high=100, goal="min", target=0.5)
+    assert result.met and result.evaluations == 1 and result.strength == pytest.approx(0.01)
+
+
+def test_scan_unmet_refines_around_the_best_point():
+    f = Counted(lambda s: -abs(math.log(s) - math.log(2.0)))  # peak at 2, target unreachable
+    with deadline(10):
+        result = scan(f, low=0.01, high=100, goal="max", target=1.0, points=5, rtol=0.05, budget=30)
+    assert not result.met and result.message
+    assert result.strength == pytest.approx(2.0, rel=0.1)  # the scan alone gets within a factor of 2
+    assert result.evaluations <= 30
+    f.assert_no_repeats()
+
+
+@pytest.mark.parametrize("budget", [2, 3, 8, 11])
+def test_scan_respects_the_budget(budget):
+    f = Counted(lambda s: math.sin(3 * math.log(s)))
+    with deadline(10):
+        result = scan(f, low=0.01, high=10, goal="max", target=2.0, budget=budget)
+    assert result.evaluations == len(f.calls) <= budget
+    assert result.value == max(p.value for p in result.trace)
+    f.assert_no_repeats()
+
+
+def test_scan_integer():
+    f = Counted(lambda s: 0.0 if s >= 37 else 1.0)
+    with deadline(10):
+        result = scan(f, low=1, high=576, goal="min", target=0.5, integer=True, rtol=0.0)
+    assert all(float(s).is_integer() for s in f.calls)
+    assert result.met and result.strength == 37
+    f.assert_no_repeats()
+
+
+@pytest.mark.parametrize("points,rtol", [(1, 0.25), (2.5, 0.25), (8, -0.1)])
+def test_scan_bad_options(points, rtol):
+    with pytest.raises(SearchError, match="points|rtol"):
+        scan(lambda s: s, low=0.1, high=1, goal="min", target=0.5, points=points, rtol=rtol)
+
+
 # ------------------------------------------------------------------------------------------ grid
 
 
@@ -284,7 +360,7 @@ def test_grid_unmet_keeps_the_best_value():
 
 
 @pytest.mark.parametrize("low,high", [(0, 10), (-1, 10), (5, 5), (10, 1), (0.01, math.inf), (math.nan, 1), (0.1, math.nan)])
-@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "grid"])
+@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "grid"])
 def test_bad_ranges(method, low, high):
     f = Counted(lambda s: s)
     with pytest.raises(SearchError, match="range"):
@@ -293,7 +369,7 @@ def test_bad_ranges(method, low, high):
 
 
 @pytest.mark.parametrize("budget", [0, 1, -3, 2.5, "10"])
-@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "grid"])
+@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "grid"])
 def test_bad_budget(method, budget):
     with pytest.raises(SearchError, match="budget"):
         SEARCHES[method](lambda s: s, low=0.1, high=1, goal="min", target=0.5, budget=budget)
@@ -320,7 +396,7 @@ def test_every_search_takes_the_same_budget_keyword():
         assert 1 <= result.evaluations == len(f.calls) <= 5, method
 
 
-@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "grid"])
+@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "grid"])
 def test_bad_goal(method):
     with pytest.raises(SearchError, match="goal"):
         SEARCHES[method](lambda s: s, low=0.1, high=1, goal="maximise", target=0.5)
