@@ -158,6 +158,8 @@ def test_an_interrupted_compare_keeps_what_it_finished(first, compare_config, tm
         run_compare(other)
     assert json.loads((tmp_path / "out" / "compare.superseded.json").read_text())["context"] == report.context
     assert json.loads((tmp_path / "out" / "compare.json").read_text())["context"] != report.context
+    _run_without_work(other)  # resumed from its own compare.json: the superseded one stays beside it
+    assert json.loads((tmp_path / "out" / "compare.superseded.json").read_text())["context"] == report.context
 
 
 def test_unknown_methods_fail_before_any_work(compare_config):

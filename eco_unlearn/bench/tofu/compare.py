@@ -296,6 +296,8 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
     prepared = prepare_models(splits, run.model, run.finetune, cache=run.cache, parallel=run.parallel, progress=progress)
     context = _context(prepared, config)
     previous, superseded = _previous(out / "compare.json", context)
+    if superseded is None and (out / "compare.superseded.json").is_file():  # kept until a newer one replaces it
+        superseded = (out / "compare.superseded.json").read_bytes()
     if previous.get("retain_truth_ratios"):
         reference, references = previous["retain_truth_ratios"], previous["references"]
     else:
