@@ -158,8 +158,11 @@ def test_an_interrupted_compare_keeps_what_it_finished(first, compare_config, tm
         run_compare(other)
     assert json.loads((tmp_path / "out" / "compare.superseded.json").read_text())["context"] == report.context
     assert json.loads((tmp_path / "out" / "compare.json").read_text())["context"] != report.context
-    _run_without_work(other)  # resumed from its own compare.json: the superseded one stays beside it
+    later = _run_without_work(other)  # resumed from its own compare.json: the superseded one stays beside it
     assert json.loads((tmp_path / "out" / "compare.superseded.json").read_text())["context"] == report.context
+    back = _run_without_work(replace(config, run=replace(config.run, cache=str(tmp_path / "cache2"))))
+    assert back.table == report.table  # the first models again (another machine kind's turn): their run resumes
+    assert json.loads((tmp_path / "out" / "compare.superseded.json").read_text())["context"] == later.context
 
 
 def test_unknown_methods_fail_before_any_work(compare_config):

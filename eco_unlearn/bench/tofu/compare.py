@@ -268,17 +268,24 @@ def _context(prepared: PreparedModels, config: CompareConfig) -> dict[str, Any]:
     return _as_json({**found, "evaluation": asdict(config.run.evaluation), "limit": config.run.limit, "preset": config.run.preset})
 
 
-def _previous(path: Path, context: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
-    """An earlier ``compare.json`` at ``path``: its content if it was made for the same ``context``, else
-    nothing to reuse and its bytes, kept beside the new results as ``compare.superseded.json``."""
-    try:
-        data = path.read_bytes()
-        previous = json.loads(data)
-    except (OSError, ValueError):
-        return {}, None
-    if previous.get("context") == context:
-        return previous, None
-    return {}, data
+def _previous(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+    """The earlier results in ``out`` made for ``context`` (``compare.json``, or ``compare.superseded.json``
+    when the run before was on other models, e.g. another CPU kind, whose fine-tunes differ) and the bytes to
+    keep as ``compare.superseded.json``: the other file. Two machine kinds can thus take turns at one
+    comparison, each resuming its own. Nothing matches: nothing to reuse, and ``compare.json`` is superseded."""
+    found: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    for name in ("compare.json", "compare.superseded.json"):
+        try:
+            data = (out / name).read_bytes()
+            found[name] = (data, json.loads(data))
+        except (OSError, ValueError):
+            continue
+    for name, (_, previous) in found.items():
+        if previous.get("context") == context:
+            others = [data for other, (data, _) in found.items() if other != name]
+            return previous, (others[0] if others else None)
+    kept = found.get("compare.json") or found.get("compare.superseded.json")
+    return {}, (kept[0] if kept else None)
 
 
 def run_compare(config: CompareConfig, progress: Progress | None = None) -> CompareReport:
@@ -295,9 +302,7 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
     splits = load_splits(preset, run.data_dir)
     prepared = prepare_models(splits, run.model, run.finetune, cache=run.cache, parallel=run.parallel, progress=progress)
     context = _context(prepared, config)
-    previous, superseded = _previous(out / "compare.json", context)
-    if superseded is None and (out / "compare.superseded.json").is_file():  # kept until a newer one replaces it
-        superseded = (out / "compare.superseded.json").read_bytes()
+    previous, superseded = _previous(out, context)
     if previous.get("retain_truth_ratios"):
         reference, references = previous["retain_truth_ratios"], previous["references"]
     else:
