@@ -12,7 +12,8 @@ from scipy import stats
 
 from eco_unlearn import GuardedModel
 from eco_unlearn.bench.tofu import TofuEvalConfig, TofuEvaluation, check_floors, evaluate_tofu, plot_tradeoff, summarise, summary_rows
-from eco_unlearn.bench.tofu.evaluate import EVAL_SETS, UTILITY_KEYS
+from eco_unlearn.bench.tofu.evaluate import EVAL_SETS, UTILITY_KEYS, evaluate_guarded
+from eco_unlearn.errors import TofuDataError
 from eco_unlearn.bench.tofu.report import COLUMNS, FLOORS
 from eco_unlearn.data.items import PromptItem
 from eco_unlearn.metrics import rouge_l_recall
@@ -218,6 +219,37 @@ def test_flagged_reflects_the_guard_and_changes_only_flagged_scores(bare_eval, m
     # the corrupted scores are what the guarded model gives directly
     item = EVAL_ITEMS["forget"][0]
     assert evaluation.items["forget"][0]["answer_nll"] == pytest.approx(direct_nll(guarded, item.prompt, item.answer), rel=1e-5)
+
+
+def test_evaluate_guarded_equals_the_full_evaluation_and_scores_only_flagged_prompts(bare_eval, model, tok, monkeypatch):
+    """The rows of prompts the guard passes come from the bare evaluation; the whole equals evaluate_tofu's."""
+    import eco_unlearn.bench.tofu.evaluate as evaluate_module
+
+    guarded = GuardedModel(model, tok, make_guard(model, keywords=("Hogwarts",)))
+    full = evaluate_tofu(guarded, EVAL_ITEMS, name="eco", retain_truth_ratios=[0.9, 1.1], config=CONFIG)
+    scored, real = [], evaluate_module._evaluate_set
+    monkeypatch.setattr(evaluate_module, "_evaluate_set", lambda m, split, items, *a: scored.append((split, len(items))) or real(m, split, items, *a))
+    fast = evaluate_guarded(guarded, EVAL_ITEMS, bare_eval, name="eco", retain_truth_ratios=[0.9, 1.1], config=CONFIG)
+    assert scored == [("forget", 1), ("retain", 1)]  # the one flagged prompt of each; nothing of the rest
+    assert fast.config == full.config and fast.model == "eco"
+    for split in EVAL_SETS:
+        for a, b in zip(fast.items[split], full.items[split]):
+            assert a["question"] == b["question"] and a["generation"] == b["generation"]
+            assert (a["flagged"], a["targets"]) == (b["flagged"], b["targets"])
+            for key in ("answer_nll", "true_nll", "truth_ratio", "prob_normalised"):
+                assert a[key] == pytest.approx(b[key], rel=1e-4), (split, key)
+    assert fast.summary == pytest.approx(full.summary, rel=1e-4)
+
+
+def test_evaluate_guarded_refuses_a_bare_evaluation_of_other_items_or_settings(bare_eval, model, tok):
+    from dataclasses import replace
+
+    guarded = GuardedModel(model, tok, make_guard(model, keywords=("Hogwarts",)))
+    with pytest.raises(TofuDataError, match="max_new_tokens.*evaluate the guarded model in full"):
+        evaluate_guarded(guarded, EVAL_ITEMS, bare_eval, config=replace(CONFIG, max_new_tokens=5))
+    other = {**EVAL_ITEMS, "retain": EVAL_ITEMS["retain"][::-1]}
+    with pytest.raises(TofuDataError, match="retain questions are not these"):
+        evaluate_guarded(guarded, other, bare_eval, config=CONFIG)
 
 
 def test_evaluate_tofu_forget_quality_and_progress(model, tok):

@@ -262,17 +262,19 @@ def second_run(first_run, run_config):
     """The same run again, corrupting all question tokens instead of the entities: models and bare
     evaluations come from the cache (training would fail)."""
     calls = []
-    real = run_module.evaluate_tofu
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("name"))
-        return real(*args, **kwargs)
+    def counting(real):
+        def count(*args, **kwargs):
+            calls.append(kwargs.get("name"))
+            return real(*args, **kwargs)
+        return count
 
     def no_training(*args, **kwargs):
         raise AssertionError("the prepared models were trained again")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_module, "evaluate_tofu", counting)
+        mp.setattr(run_module, "evaluate_tofu", counting(run_module.evaluate_tofu))
+        mp.setattr(run_module, "evaluate_guarded", counting(run_module.evaluate_guarded))
         mp.setattr(run_module, "finetune", no_training)
         report = run_tofu(replace(run_config, eco=EcoTofuConfig(tokens="all_but_last", fit=tofu_fit_config(search__budget=3))))
     return report, snapshot(Path(run_config.output)), calls

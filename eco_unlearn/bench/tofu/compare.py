@@ -35,10 +35,10 @@ from ..environment import environment
 from ..saving import SavedReport, require_matplotlib
 from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, peak_memory, unlearn_signatures, unlearned_models
 from .data import TofuDataError, TofuSplits, load_splits
-from .eco import fit_tofu_guard, format_items
-from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
+from .eco import fit_tofu_guard
+from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_guarded, evaluate_tofu, summarise
 from .compare_report import plot_compare, table_rows
-from .run import PreparedModels, TofuRunConfig, _bare_evaluations, _config_dict, _digest, prepare_models
+from .run import PreparedModels, TofuRunConfig, _bare_evaluations, _config_dict, _digest, _eval_sets, prepare_models
 
 __all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "run_compare"]
 
@@ -185,8 +185,9 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
         with peak_memory() as memory:
             fit, details = fit_tofu_guard(model, tokenizer, splits, eco, chat=chat, limit=run.limit, progress=progress)
         seconds = {"fit": time.perf_counter() - began, **asdict(fit.report.seconds)}
-        evaluation = evaluate_tofu(
-            GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, run.limit), name=f"eco-seed{seed}",
+        bare = _bare_evaluations({"target": target}, splits, run.evaluation, run.limit, parallel=False, progress=progress)["target"]
+        evaluation = evaluate_guarded(
+            GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, run.limit), bare, name=f"eco-seed{seed}",
             retain_truth_ratios=reference, config=run.evaluation, progress=progress,
         )
         record = {
@@ -204,10 +205,6 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
 def _as_json(data: Any) -> Any:
     """``data`` as it reads back from JSON (tuples become lists), so a saved signature compares equal."""
     return json.loads(json.dumps(data, default=str))
-
-
-def _eval_sets(splits: TofuSplits, chat: bool, limit: int | None) -> dict[str, list]:
-    return {name: format_items(items[:limit] if limit else items, chat) for name, items in splits.eval_sets.items()}
 
 
 def _eco(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float], stored: dict[str, Any],

@@ -31,7 +31,10 @@ from ...data.items import PromptItem
 from ...errors import TofuDataError
 from ...metrics import forget_quality, harmonic_mean, mean_nll, rouge_l_recall
 
-__all__ = ["EVAL_SETS", "PROBABILITY_UTILITY_KEYS", "UTILITY_KEYS", "TofuEvalConfig", "TofuEvaluation", "evaluate_tofu", "summarise"]
+__all__ = [
+    "EVAL_SETS", "PROBABILITY_UTILITY_KEYS", "UTILITY_KEYS", "TofuEvalConfig", "TofuEvaluation", "evaluate_guarded",
+    "evaluate_tofu", "summarise",
+]
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
 _PREFIX = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
@@ -207,3 +210,41 @@ def evaluate_tofu(
     if progress is not None:
         progress(f"{name}: done", len(eval_sets), len(eval_sets))
     return TofuEvaluation(name, summarise(items, retain_truth_ratios), items, {**asdict(config), "chat": chat})
+
+
+def evaluate_guarded(
+    model: GuardedModel,
+    eval_sets: dict[str, Sequence[PromptItem]],
+    bare: TofuEvaluation,
+    *,
+    name: str = "model",
+    retain_truth_ratios: Sequence[float] | None = None,
+    config: TofuEvalConfig | None = None,
+    progress: Progress | None = None,
+) -> TofuEvaluation:
+    """``evaluate_tofu`` of a guarded model that scores only the prompts its guard flags and takes every
+    other row from ``bare``, the same model's unguarded evaluation on the same sets and settings: a prompt
+    the guard passes reaches the model untouched, so its scores and generation are the bare model's (equal
+    up to the float rounding of a different batch). On TOFU the guard flags the forget set and a few percent
+    of the rest, so this skips most of the evaluation's work."""
+    config = config or TofuEvalConfig()
+    chat = bool(model.tokenizer.chat_template) if config.chat is None else config.chat
+    settings = {**asdict(config), "chat": chat}
+    if {k: v for k, v in bare.config.items() if k != "shared_prefix"} != {k: v for k, v in settings.items() if k != "shared_prefix"}:
+        raise TofuDataError(f"the bare evaluation was made with {bare.config}, not {settings}: evaluate the guarded model in full")
+    flagged_sets, decisions = {}, {}
+    for split, items in eval_sets.items():
+        rows = bare.items.get(split, [])
+        if [r["question"] for r in rows] != [i.prompt for i in items]:
+            raise TofuDataError(f"the bare evaluation's {split} questions are not these: evaluate the guarded model in full")
+        decisions[split] = model.decide([i.prompt for i in items], chat=chat)
+        flagged_sets[split] = [i for i, d in zip(items, decisions[split]) if d.flagged]
+    scored = evaluate_tofu(model, {k: v for k, v in flagged_sets.items() if v}, name=name, config=config, progress=progress)
+    items: dict[str, list[dict[str, Any]]] = {}
+    for split in eval_sets:
+        fresh = iter(scored.items.get(split, []))
+        items[split] = [
+            next(fresh) if d.flagged else {**row, "flagged": False, "targets": d.targets}
+            for row, d in zip(bare.items[split], decisions[split])
+        ]
+    return TofuEvaluation(name, summarise(items, retain_truth_ratios), items, settings)

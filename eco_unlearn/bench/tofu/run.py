@@ -30,7 +30,7 @@ from ...parallel import run_parallel
 from ...validation import integer
 from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_splits
 from .eco import EcoTofuConfig, fit_tofu_guard, format_items
-from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
+from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_guarded, evaluate_tofu, summarise
 from .report import FLOORS, check_floors, plot_tradeoff
 
 __all__ = ["PreparedModels", "TofuReport", "TofuRunConfig", "evaluate_model", "prepare_models", "run_tofu"]
@@ -244,8 +244,8 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     chat = bool(tokenizer.chat_template) if config.evaluation.chat is None else config.evaluation.chat
     fit, details = fit_tofu_guard(model, tokenizer, splits, config.eco, chat=chat, limit=config.limit, progress=progress)
     clock["fit"] = time.perf_counter()
-    eco = evaluate_tofu(
-        GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, config.limit),
+    eco = evaluate_guarded(  # the rows of prompts the guard passes are the target's own
+        GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, config.limit), target,
         name="eco", retain_truth_ratios=reference, config=config.evaluation, progress=progress,
     )
     clock["eco"] = time.perf_counter()
