@@ -62,6 +62,10 @@ def test_every_method_is_in_the_table_with_its_cost(first, compare_config):
     assert [s["seed"] for s in eco["seeds"]] == [0, 1] and rows["eco"]["seeds"] == 2
     assert eco["forget_quality"]["min"] <= rows["eco"]["forget_quality"] <= eco["forget_quality"]["max"]
     assert rows["eco"]["cost_seconds"] > 0 and all(s["seconds"]["search"] > 0 for s in eco["seeds"])
+    for seed in eco["seeds"]:  # evaluations over every token candidate searched, and the verdict's reasons
+        search = seed["search"]
+        assert search["evaluations"] == sum(c["evaluations"] for c in search["candidates"]) >= search["chosen_evaluations"] > 0
+        assert isinstance(search["verdict"], bool) and isinstance(search["warnings"], list)
     assert first.methods["prompt"]["instruction"].count(",") >= 0 and "authors" in first.methods["prompt"]["instruction"]
     out = Path(compare_config.run.output)
     saved = json.loads((out / "compare.json").read_text())

@@ -192,7 +192,7 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
         )
         record = {
             "signature": signature, "seed": seed, "seconds": seconds, "peak_rss_bytes": memory["peak_rss_bytes"],
-            "strength": fit.report.strength, "search": {"evaluations": fit.report.search.evaluations, "met": fit.report.met},
+            "strength": fit.report.strength, "search": _search_record(fit.report),
             "details": details, "evaluation": evaluation.to_dict(),
         }
         with atomic_dir(folder) as tmp:
@@ -200,6 +200,17 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
             atomic_write_json(tmp / "eco.json", record)
     record["summary"] = summarise(record["evaluation"]["items"], reference)
     return record
+
+
+def _search_record(report: Any) -> dict[str, Any]:
+    """What the strength search did: evaluations over every token candidate (each is a full scan), the
+    chosen candidate's search, and the fit's verdict with its reasons."""
+    trials = [t.to_dict() for t in report.token_candidates]
+    return {
+        "evaluations": sum(t["evaluations"] for t in trials) if trials else report.search.evaluations,
+        "chosen_evaluations": report.search.evaluations, "met_target": report.search.met, "candidates": trials,
+        "verdict": report.met, "warnings": list(report.warnings),
+    }
 
 
 def _as_json(data: Any) -> Any:
