@@ -89,6 +89,16 @@ def test_a_second_run_comes_from_the_cache(first, compare_config):
     assert _run_without_work(compare_config).table == first.table
 
 
+def test_a_run_of_some_methods_keeps_the_others_it_finished_before(first, compare_config):
+    from dataclasses import replace
+
+    saved = Path(compare_config.run.output) / "compare.json"
+    before = json.loads(saved.read_text())["methods"]
+    again = _run_without_work(replace(compare_config, methods=("prompt",)))
+    assert again.table == first.table and again.config["carried"] == ["eco", "ga", "idkdpo", "rmu"]
+    assert json.loads(saved.read_text())["methods"] == before  # carried as they were
+
+
 def _fresh_cache(report, cache: Path) -> None:
     """A cache holding only the target and retain models of ``report`` (no evaluations, no unlearned models,
     no guards): what another machine has after preparing them again."""

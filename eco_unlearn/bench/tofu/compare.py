@@ -9,7 +9,8 @@ prompting baseline is the target with a system instruction. Everything is cached
 (unlearned models, fitted guards, evaluations), so a stopped comparison resumes where it was.
 
 ``compare.json`` is rewritten after every grid point, ECO seed and method, with what is done and what is
-pending. It outlives the cache: a later run on a machine without the cached models prepares the target
+pending; methods it holds that a later run does not ask for stay in it (``carried``), so methods can be
+added one run at a time. It outlives the cache: a later run on a machine without the cached models prepares the target
 and retain models again and, when their fingerprints match the file's (fine-tuning is seeded), reuses
 every point, seed and evaluation the file holds instead of redoing it. A comparison longer than one
 session's cache therefore still completes, one committed ``compare.json`` at a time.
@@ -320,12 +321,14 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
         references = {name: summarise(e.items, reference) for name, e in bare.items()}
     target_utility = references["target"]["model_utility_no_rouge"]
     stored = {**previous.get("unfinished", {}), **previous.get("methods", {})}
-    methods: dict[str, Any] = {}
+    # methods finished earlier on these models and not asked for now stay in the table as they were
+    methods: dict[str, Any] = {m: v for m, v in previous.get("methods", {}).items() if m not in config.methods}
     unfinished = {m: stored[m] for m in config.methods if m in stored}
 
     def write() -> CompareReport:
         report = CompareReport(
             config={**_config_dict(run, preset), "methods": list(config.methods), "seeds": list(config.seeds),
+                    "carried": [m for m in methods if m not in config.methods],
                     "grids": {m: config.grid(m) for m in config.methods if m in METHODS},
                     "unlearn": asdict(config.unlearn), "params": config.params, "utility_floor": config.utility_floor},
             table=table_rows(methods, references), methods=methods, references=references,

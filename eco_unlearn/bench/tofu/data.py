@@ -22,6 +22,7 @@ from ...data.local import DATA_ENV, read_json_rows
 __all__ = [
     "AUTHOR_ROWS",
     "DATA_ENV",
+    "HOLDOUT_SPLITS",
     "HUB_DATASET",
     "PRESETS",
     "SPLIT_FIELDS",
@@ -41,6 +42,7 @@ AUTHOR_ROWS = 20
 _QA = ("question", "answer")
 _PERTURBED = ("question", "answer", "paraphrased_answer", "perturbed_answer")
 _OPTIONS = ("question", "answer", "perturbed_answer")
+HOLDOUT_SPLITS = ("holdout01", "holdout05", "holdout10")  # nested: the 2, 10 and 20 authors of no training split
 SPLIT_FIELDS: dict[str, tuple[str, ...]] = {
     "full": _QA,
     **{f"{kind}{nn}": _QA for kind in ("forget", "holdout") for nn in ("01", "05", "10")},
@@ -172,6 +174,16 @@ class TofuSplits:
     world_facts: list[PromptItem]
     holdout: list[PromptItem]
     forget_authors: list[str]
+    data_dir: str | None = None  # where the splits were read (None: the hub copy), for splits read later
+
+    def holdout_items(self, split: str | None = None) -> list[PromptItem]:
+        """The questions of a holdout split (authors in no training split): ``holdout``, or another such split
+        (``holdout01``, ``holdout05``, ``holdout10``) read from where these splits came from."""
+        if split is None or split == self.preset.holdout:
+            return self.holdout
+        if split not in HOLDOUT_SPLITS:
+            raise TofuDataError(f"unknown holdout split {split!r}; choose one of {', '.join(HOLDOUT_SPLITS)}")
+        return [_item(r, f"{split}[{i}]") for i, r in enumerate(load_split(split, self.data_dir))]
 
     @property
     def eval_sets(self) -> dict[str, list[PromptItem]]:
@@ -184,6 +196,7 @@ def load_splits(preset: str | TofuPreset, data_dir: str | os.PathLike | None = N
         if preset not in PRESETS:
             raise TofuDataError(f"unknown TOFU preset {preset!r}; choose one of {', '.join(PRESETS)}")
         preset = PRESETS[preset]
+    folder = resolve_data_dir(data_dir)
     full = load_split("full", data_dir)
     forget_rows = load_split(preset.forget, data_dir)
     n_forget = len(forget_rows)
@@ -217,6 +230,7 @@ def load_splits(preset: str | TofuPreset, data_dir: str | os.PathLike | None = N
         world_facts=items(load_split("world_facts_perturbed", data_dir), "world_facts_perturbed"),
         holdout=items(load_split(preset.holdout, data_dir), preset.holdout),
         forget_authors=author_names([r["question"] for r in forget_rows]),
+        data_dir=None if folder is None else str(folder.resolve()),
     )
 
 
