@@ -25,7 +25,7 @@ from ...models import load_model
 from ...training.unlearn import UnlearnConfig, unlearn
 from .data import TofuSplits, resolve_data_dir
 from .eco import format_items
-from .run import _digest
+from .run import digest
 
 __all__ = [
     "PROMPT_INSTRUCTION", "instructed_tokenizer", "load_idk_answers", "peak_memory", "unlearn_signatures", "unlearned_models",
@@ -113,13 +113,13 @@ def unlearn_signatures(
     from ``unlearn.json``. Reads the target's tokenizer only."""
     _, params = config.resolved()
     forget, retain, alternates = _pairs(splits, config, _chat(target), data_dir)
-    data = {"forget": _digest(forget), "retain": _digest(retain), "alternates": _digest(alternates)}
+    data = {"forget": digest(forget), "retain": digest(retain), "alternates": digest(alternates)}
     keys = {}
     for count in sorted(set(epochs)):
         signature = json.loads(json.dumps({
             "target": target.name, "config": asdict(replace(config, epochs=count)), "params": params, **data,
         }))
-        keys[count] = (target.parent / f"{target.name}-{config.method}-{_digest(signature)}", signature)
+        keys[count] = (target.parent / f"{target.name}-{config.method}-{digest(signature)}", signature)
     return keys
 
 

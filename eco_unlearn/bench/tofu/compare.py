@@ -39,7 +39,7 @@ from .data import TofuDataError, TofuSplits, load_splits
 from .eco import fit_tofu_guard
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_guarded, evaluate_tofu, summarise
 from .compare_report import plot_compare, table_rows
-from .run import PreparedModels, TofuRunConfig, _bare_evaluations, _config_dict, _digest, _eval_sets, prepare_models
+from .run import PreparedModels, TofuRunConfig, bare_evaluations, config_dict, digest, tofu_eval_sets, prepare_models
 
 __all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "run_compare"]
 
@@ -101,7 +101,7 @@ class CompareReport(SavedReport):
 
 def _evaluate(folder: Path, name: str, splits: TofuSplits, config: TofuEvalConfig, limit: int | None,
               reference: list[float], progress: Progress | None) -> TofuEvaluation:
-    evaluation = _bare_evaluations({name: folder}, splits, config, limit, parallel=False, progress=progress)[name]
+    evaluation = bare_evaluations({name: folder}, splits, config, limit, parallel=False, progress=progress)[name]
     evaluation.summary = summarise(evaluation.items, reference)
     return evaluation
 
@@ -175,7 +175,7 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
     signature = _as_json({"eco": asdict(eco), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
     if stored.get("signature") == signature and "summary" in stored:
         return {**stored, "cached": True}
-    folder = target.parent / f"{target.name}-eco-{_digest(signature)}"
+    folder = target.parent / f"{target.name}-eco-{digest(signature)}"
     record_path = folder / "eco.json"
     if record_path.is_file() and json.loads(record_path.read_text()).get("signature") == signature:
         record = json.loads(record_path.read_text())
@@ -186,9 +186,9 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
         with peak_memory() as memory:
             fit, details = fit_tofu_guard(model, tokenizer, splits, eco, chat=chat, limit=run.limit, progress=progress)
         seconds = {"fit": time.perf_counter() - began, **asdict(fit.report.seconds)}
-        bare = _bare_evaluations({"target": target}, splits, run.evaluation, run.limit, parallel=False, progress=progress)["target"]
+        bare = bare_evaluations({"target": target}, splits, run.evaluation, run.limit, parallel=False, progress=progress)["target"]
         evaluation = evaluate_guarded(
-            GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, run.limit), bare, name=f"eco-seed{seed}",
+            GuardedModel(model, tokenizer, fit.guard), tofu_eval_sets(splits, chat, run.limit), bare, name=f"eco-seed{seed}",
             retain_truth_ratios=reference, config=run.evaluation, progress=progress,
         )
         record = {
@@ -248,13 +248,13 @@ def _prompted(config: CompareConfig, target: Path, splits: TofuSplits, reference
     signature = {"instruction": instruction, "limit": run.limit, "evaluation": asdict(run.evaluation)}
     if stored.get("signature") == _as_json(signature) and "summary" in stored:
         return stored
-    path = target.parent / f"{target.name}-prompt-{_digest(signature)}.json"
+    path = target.parent / f"{target.name}-prompt-{digest(signature)}.json"
     if path.is_file():
         evaluation = TofuEvaluation.from_dict(json.loads(path.read_text()))
     else:
         model, tokenizer = load_model(target)
         chat = bool(tokenizer.chat_template) if run.evaluation.chat is None else run.evaluation.chat
-        sets = _eval_sets(splits, chat, run.limit)
+        sets = tofu_eval_sets(splits, chat, run.limit)
         if chat:
             tokenizer = instructed_tokenizer(tokenizer, instruction)
         else:  # no system turn to put it in: the instruction opens every prompt
@@ -315,7 +315,7 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
     if previous.get("retain_truth_ratios"):
         reference, references = previous["retain_truth_ratios"], previous["references"]
     else:
-        bare = _bare_evaluations({"retain": prepared.retain, "target": prepared.target}, splits, run.evaluation, run.limit,
+        bare = bare_evaluations({"retain": prepared.retain, "target": prepared.target}, splits, run.evaluation, run.limit,
                                  parallel=run.parallel, progress=progress)
         reference = bare["retain"].truth_ratios()
         references = {name: summarise(e.items, reference) for name, e in bare.items()}
@@ -327,7 +327,7 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
 
     def write() -> CompareReport:
         report = CompareReport(
-            config={**_config_dict(run, preset), "methods": list(config.methods), "seeds": list(config.seeds),
+            config={**config_dict(run, preset), "methods": list(config.methods), "seeds": list(config.seeds),
                     "carried": [m for m in methods if m not in config.methods],
                     "grids": {m: config.grid(m) for m in config.methods if m in METHODS},
                     "unlearn": asdict(config.unlearn), "params": config.params, "utility_floor": config.utility_floor},

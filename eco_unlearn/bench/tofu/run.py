@@ -90,7 +90,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:48] or "model"
 
 
-def _digest(data: Any) -> str:
+def digest(data: Any) -> str:
+    """A short, stable key of JSON-able ``data``: how cached models, guards and evaluations are named."""
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -144,8 +145,8 @@ def prepare_models(
     jobs = {}
     for role, items in (("retain", splits.retain_train), ("target", splits.target_train)):
         rows = [(i.prompt, i.answer) for i in format_items(items, chat)]
-        signature = {"finetune": asdict(config), "chat": chat, "rows": _digest(rows), "examples": len(rows)}
-        path = root / f"{splits.preset.name}-{role}-{_digest(signature)}"
+        signature = {"finetune": asdict(config), "chat": chat, "rows": digest(rows), "examples": len(rows)}
+        path = root / f"{splits.preset.name}-{role}-{digest(signature)}"
         paths[role] = path
         record = path / "prepare.json"
         if record.is_file() and json.loads(record.read_text()).get("signature") == signature:
@@ -157,12 +158,13 @@ def prepare_models(
     return PreparedModels(paths["target"], paths["retain"], training)
 
 
-def _eval_sets(splits: TofuSplits, chat: bool, limit: int | None) -> dict[str, list]:
+def tofu_eval_sets(splits: TofuSplits, chat: bool, limit: int | None) -> dict[str, list]:
+    """The four evaluation sets as the model sees them (``format_items``), the first ``limit`` of each."""
     return {name: format_items(items[:limit] if limit else items, chat) for name, items in splits.eval_sets.items()}
 
 
 def _evaluation_path(folder: Path, splits: TofuSplits, config: TofuEvalConfig, limit: int | None) -> Path:
-    key = _digest({"config": asdict(config), "limit": limit, "sets": {k: len(v) for k, v in splits.eval_sets.items()}, "preset": splits.preset.name})
+    key = digest({"config": asdict(config), "limit": limit, "sets": {k: len(v) for k, v in splits.eval_sets.items()}, "preset": splits.preset.name})
     return folder / f"tofu-eval-{key}.json"
 
 
@@ -172,12 +174,12 @@ def _evaluate_bare(
     """Evaluate the unguarded model in ``folder`` and cache the per-question values next to it."""
     model, tokenizer = load_model(folder)
     chat = bool(tokenizer.chat_template) if config.chat is None else config.chat
-    evaluation = evaluate_tofu(GuardedModel(model, tokenizer), _eval_sets(splits, chat, limit), name=name, config=config, progress=progress)
+    evaluation = evaluate_tofu(GuardedModel(model, tokenizer), tofu_eval_sets(splits, chat, limit), name=name, config=config, progress=progress)
     atomic_write_json(_evaluation_path(folder, splits, config, limit), evaluation.to_dict())
     return evaluation
 
 
-def _bare_evaluations(
+def bare_evaluations(
     folders: dict[str, Path], splits: TofuSplits, config: TofuEvalConfig, limit: int | None, *, parallel: bool,
     progress: Progress | None,
 ) -> dict[str, TofuEvaluation]:
@@ -230,7 +232,7 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     )
     clock["prepare"] = time.perf_counter()
 
-    bare = _bare_evaluations(
+    bare = bare_evaluations(
         {"retain": prepared.retain, "target": prepared.target}, splits, config.evaluation, config.limit,
         parallel=config.parallel, progress=progress,
     )
@@ -245,7 +247,7 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     fit, details = fit_tofu_guard(model, tokenizer, splits, config.eco, chat=chat, limit=config.limit, progress=progress)
     clock["fit"] = time.perf_counter()
     eco = evaluate_guarded(  # the rows of prompts the guard passes are the target's own
-        GuardedModel(model, tokenizer, fit.guard), _eval_sets(splits, chat, config.limit), target,
+        GuardedModel(model, tokenizer, fit.guard), tofu_eval_sets(splits, chat, config.limit), target,
         name="eco", retain_truth_ratios=reference, config=config.evaluation, progress=progress,
     )
     clock["eco"] = time.perf_counter()
@@ -253,7 +255,7 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     out = config.output_folder()
     evaluations = {"retain": retain, "target": target, "eco": eco}
     report = TofuReport(
-        config=_config_dict(config, preset),
+        config=config_dict(config, preset),
         summaries={k: v.summary for k, v in evaluations.items()},
         checks=check_floors(target.summary, eco.summary),
         fit={"report": fit.report.to_dict(), **details},
@@ -280,7 +282,8 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
     return report
 
 
-def _config_dict(config: TofuRunConfig, preset: TofuPreset) -> dict[str, Any]:
+def config_dict(config: TofuRunConfig, preset: TofuPreset) -> dict[str, Any]:
+    """A run's settings as saved with its results: the config, the resolved preset and the floors."""
     return {**asdict(config), "preset": asdict(preset), "floors": FLOORS}
 
 
@@ -312,4 +315,4 @@ def evaluate_model(
     chat = bool(tokenizer.chat_template) if config.chat is None else config.chat
     guarded = GuardedModel(net, tokenizer, loaded)
     name = Path(model).name if guard is None else f"{Path(model).name}+guard"
-    return evaluate_tofu(guarded, _eval_sets(splits, chat, limit), name=name, retain_truth_ratios=ratios, config=config, progress=progress)
+    return evaluate_tofu(guarded, tofu_eval_sets(splits, chat, limit), name=name, retain_truth_ratios=ratios, config=config, progress=progress)

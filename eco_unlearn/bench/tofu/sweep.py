@@ -27,7 +27,7 @@ from ..environment import environment
 from ..saving import SavedReport, png_figure, require_matplotlib
 from .data import TofuSplits, load_splits
 from .eco import EcoTofuConfig, strength_range, surrogate_objective, token_candidates
-from .run import TofuRunConfig, _bare_evaluations, _config_dict, prepare_models
+from .run import TofuRunConfig, bare_evaluations, config_dict, prepare_models
 
 __all__ = ["StrengthSweep", "SweepReport", "plot_sweep", "run_tofu_sweep", "sweep_strengths"]
 
@@ -128,7 +128,7 @@ def run_tofu_sweep(config: TofuRunConfig, strengths: Sequence[float], progress: 
     preset = config.resolved_preset()
     splits = load_splits(preset, config.data_dir)
     prepared = prepare_models(splits, config.model, config.finetune, cache=config.cache, parallel=config.parallel, progress=progress)
-    retain = _bare_evaluations(
+    retain = bare_evaluations(
         {"retain": prepared.retain}, splits, config.evaluation, config.limit, parallel=False, progress=progress
     )["retain"]
     model, tokenizer = load_model(prepared.target)
@@ -137,7 +137,7 @@ def run_tofu_sweep(config: TofuRunConfig, strengths: Sequence[float], progress: 
         model, tokenizer, splits, strengths, retain.truth_ratios(), config.eco, chat=chat, limit=config.limit, progress=progress
     )
     report = SweepReport(
-        config={**_config_dict(config, preset), "strengths": [float(s) for s in strengths]},
+        config={**config_dict(config, preset), "strengths": [float(s) for s in strengths]},
         sweep=sweep,
         seconds=time.perf_counter() - start,
     )
