@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -17,6 +17,14 @@ app = typer.Typer(help="TOFU: fine-tune target and retain models, fit ECO, score
 PRESET = typer.Option("mini", "--preset", help="mini, forget01, forget05 or forget10.")
 BASE_MODEL = typer.Option("smollm2", "--model", "-m", help="Base model: embedded default, local folder or hub id.")
 AUTHORS = typer.Option(None, "--authors", min=1, help="Retain authors to keep (overrides the preset).")
+HOLDOUT = typer.Option(None, "--holdout", help="Holdout split whose never-seen authors ECO's surrogate scores: "
+                         "holdout01, holdout05 or holdout10 (default: EcoTofuConfig's).")
+
+
+def _eco_config(holdout: Optional[str], **settings: Any):
+    from ..bench.tofu import EcoTofuConfig
+
+    return EcoTofuConfig(**settings, **({"holdout": holdout} if holdout else {}))
 
 
 def _finetune_config(epochs: Optional[int], learning_rate: Optional[float], batch_size: Optional[int]):
@@ -98,10 +106,11 @@ def run(
     tokens: str = typer.Option("entities", "--tokens", help="Tokens ECO corrupts: entities (all_but_last where none, or everywhere if entities cannot reach the objective) or all_but_last."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     seed: int = opt.SEED,
+    holdout: Optional[str] = HOLDOUT,
     parallel: bool = opt.PARALLEL,
 ) -> None:
     """The whole TOFU protocol: prepare the models, evaluate retain and target, fit ECO, evaluate it, report."""
-    from ..bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, run_tofu, tofu_fit_config
+    from ..bench.tofu import TofuEvalConfig, TofuRunConfig, run_tofu, tofu_fit_config
 
     quiet_transformers()
     with errors():
@@ -110,7 +119,7 @@ def run(
             output=str(output or opt.results_path(f"tofu-{preset}")), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
-            eco=EcoTofuConfig(tokens=tokens, fit=tofu_fit_config(search__budget=budget, seed=seed)),
+            eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(search__budget=budget, seed=seed)),
             parallel=parallel,
         )
         with progress("TOFU") as report_progress:
@@ -134,10 +143,11 @@ def sweep(
     batch_size: Optional[int] = opt.BATCH_SIZE,
     tokens: str = typer.Option("entities", "--tokens", help="entities (then all_but_last, as the fit tries them) or one token selection."),
     seed: int = opt.SEED,
+    holdout: Optional[str] = HOLDOUT,
     parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train target and retain side by side if not cached."),
 ) -> None:
     """Forget quality and the fit's surrogate at each strength: does the surrogate peak where forget quality does?"""
-    from ..bench.tofu import EcoTofuConfig, TofuRunConfig, run_tofu_sweep, tofu_fit_config
+    from ..bench.tofu import TofuRunConfig, run_tofu_sweep, tofu_fit_config
 
     quiet_transformers()
     with errors():
@@ -149,7 +159,7 @@ def sweep(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-sweep")), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
-            eco=EcoTofuConfig(tokens=tokens, fit=tofu_fit_config(seed=seed)),
+            eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(seed=seed)),
             parallel=parallel,
         )
         with progress("TOFU sweep") as report_progress:
@@ -179,6 +189,7 @@ def compare(
     authors: Optional[int] = AUTHORS,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations ECO's strength search may make."),
+    holdout: Optional[str] = HOLDOUT,
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     parallel: bool = opt.PARALLEL,
 ) -> None:
@@ -187,7 +198,7 @@ def compare(
     finished point, seed and method, so run it again to go on, on this machine or one without the cache."""
     from dataclasses import replace
 
-    from ..bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, tofu_fit_config
+    from ..bench.tofu import TofuEvalConfig, TofuRunConfig, tofu_fit_config
     from ..bench.tofu.compare import CompareConfig, run_compare
     from ..bench.tofu.compare_report import markdown_table
     from ..training.unlearn import UnlearnConfig
@@ -211,7 +222,7 @@ def compare(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-compare")), authors=authors, limit=limit,
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
-            eco=EcoTofuConfig(fit=tofu_fit_config(search__budget=budget)), parallel=parallel,
+            eco=_eco_config(holdout, fit=tofu_fit_config(search__budget=budget)), parallel=parallel,
         )
         config = CompareConfig(
             run=run_config, methods=names, seeds=numbers(seeds, int, "--seeds"), grids=grids,

@@ -119,6 +119,7 @@ def test_eval_scores_the_guarded_target_against_the_retain_reference(tofu_run, t
         (("tofu", "eval", "--model", "smollm2", "--reference", "/nonexistent.json", "--limit", "1"), "does not exist"),
         (("tofu", "sweep", "--strengths", "1,x"), "comma-separated numbers"),
         (("tofu", "sweep", "--strengths", "3,-1"), "strengths must be a non-empty list of finite values >= 0"),
+        (("tofu", "compare", "--holdout", "holdout99"), "holdout must be one of holdout01, holdout05, holdout10"),
     ],
 )
 def test_bad_input_is_one_clear_line(tofu_cli, cli_main, tofu_dir, args, message):

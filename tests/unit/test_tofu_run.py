@@ -213,16 +213,16 @@ def test_a_limited_surrogate_scores_the_first_holdout_questions_with_a_full_runs
 
 
 def test_the_surrogate_reference_can_read_a_larger_holdout_split(tok, tofu_data):
-    """``reference="holdout05"``: the target on ten never-seen authors instead of the preset's two."""
+    """``holdout="holdout05"``: the target on ten never-seen authors instead of the preset's two."""
     splits = load_splits(replace(PRESETS["mini"], authors=1), tofu_data.parent)
     model = build_model(tok, seed=0, context=512)
     small = surrogate_objective(model, tok, splits, EcoTofuConfig(), chat=False)
-    large = surrogate_objective(model, tok, splits, EcoTofuConfig(reference="holdout05"), chat=False)
+    large = surrogate_objective(model, tok, splits, EcoTofuConfig(holdout="holdout05"), chat=False)
     assert {i.source.split("[")[0] for i in small.reference_items} == {"holdout01"}
     assert {i.source.split("[")[0] for i in large.reference_items} == {"holdout05"}
     assert len(large.reference_items) > 2 * len(small.reference_items)
-    with pytest.raises(ObjectiveError, match="reference must be one of holdout01, holdout05, holdout10"):
-        EcoTofuConfig(reference="forget01")
+    with pytest.raises(ObjectiveError, match="holdout must be one of holdout01, holdout05, holdout10"):
+        EcoTofuConfig(holdout="forget01")
 
 
 def test_resolved_preset():

@@ -60,13 +60,13 @@ class EcoTofuConfig:
     ``statistic``: ``truth_ratio`` (holdout items without perturbed answers get ``perturbed`` fact swaps) or
     ``answer_prob``. ``fit``: the fit's own settings (``tofu_fit_config()``); ``fit_tofu_guard`` sets its
     name, chat and token candidates from the splits, and its strength range, when None, to
-    ``(scale, 3000 * scale)`` for the model's embedding scale. ``reference``: the holdout split whose
+    ``(scale, 3000 * scale)`` for the model's embedding scale. ``holdout``: the holdout split whose
     authors (in no training split) the surrogate scores (None: the preset's, as many authors as it forgets)."""
 
     tokens: str = "entities"
     statistic: str = "truth_ratio"
     perturbed: int = 5
-    reference: str | None = None
+    holdout: str | None = None
     fit: FitConfig = field(default_factory=tofu_fit_config)
 
     def __post_init__(self) -> None:
@@ -74,8 +74,8 @@ class EcoTofuConfig:
             TokenSelection(self.tokens)  # an unknown strategy fails here, before any model work
         if self.statistic not in ("truth_ratio", "answer_prob"):
             raise ObjectiveError(f"statistic must be 'truth_ratio' or 'answer_prob', not {self.statistic!r}")
-        if self.reference is not None and self.reference not in HOLDOUT_SPLITS:
-            raise ObjectiveError(f"reference must be one of {', '.join(HOLDOUT_SPLITS)} or None, not {self.reference!r}")
+        if self.holdout is not None and self.holdout not in HOLDOUT_SPLITS:
+            raise ObjectiveError(f"holdout must be one of {', '.join(HOLDOUT_SPLITS)} (or None: the preset's), not {self.holdout!r}")
         if self.perturbed < 1:
             raise ObjectiveError(f"perturbed (answers per holdout question) must be at least 1, not {self.perturbed}")
 
@@ -87,7 +87,7 @@ def surrogate_objective(
     the target's own on the holdout authors, the holdout items given fact-swapped perturbed answers.
     ``limit`` scores only the first forget and holdout questions (smoke runs); the facts swapped in still come
     from every holdout answer, so those questions get the perturbed answers a full run gives them."""
-    holdout = format_items(splits.holdout_items(config.reference), chat)
+    holdout = format_items(splits.holdout_items(config.holdout), chat)
     reference = holdout[:limit] if limit else holdout
     if config.statistic == "truth_ratio":
         reference = perturb_answers(
