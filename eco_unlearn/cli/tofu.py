@@ -189,6 +189,7 @@ def compare(
     authors: Optional[int] = AUTHORS,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations ECO's strength search may make."),
+    tokens: str = typer.Option("entities", "--tokens", help="Tokens ECO corrupts: entities (then all_but_last, as the fit tries them) or one token selection, e.g. all_but_last."),
     holdout: Optional[str] = HOLDOUT,
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     parallel: bool = opt.PARALLEL,
@@ -222,7 +223,7 @@ def compare(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-compare")), authors=authors, limit=limit,
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
-            eco=_eco_config(holdout, fit=tofu_fit_config(search__budget=budget)), parallel=parallel,
+            eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(search__budget=budget)), parallel=parallel,
         )
         config = CompareConfig(
             run=run_config, methods=names, seeds=numbers(seeds, int, "--seeds"), grids=grids,
