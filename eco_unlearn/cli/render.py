@@ -226,9 +226,9 @@ def tofu_checks(checks: dict[str, Any]) -> None:
 
 def tofu_sweep_table(report: Any, model: str) -> None:
     table = Table(title=f"TOFU {report.config['preset']['name']}, {model}: strength sweep")
-    for column in ("tokens", "σ", "forget quality", "surrogate", "median truth ratio"):
+    for column in ("tokens", "seed", "σ", "forget quality", "surrogate", "median truth ratio"):
         table.add_column(column, justify="left" if column == "tokens" else "right")
     for row in report.sweep.rows:
-        table.add_row(row["tokens"], f"{row['strength']:.4g}", f"{row['forget_quality']:.3g}", f"{row['surrogate']:.3g}",
+        table.add_row(row["tokens"], str(row.get("seed", "")), f"{row['strength']:.4g}", f"{row['forget_quality']:.3g}", f"{row['surrogate']:.3g}",
                       f"{row['truth_ratio_median']:.3f}")
     out.print(table)

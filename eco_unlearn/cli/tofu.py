@@ -143,6 +143,7 @@ def sweep(
     batch_size: Optional[int] = opt.BATCH_SIZE,
     tokens: str = typer.Option("entities", "--tokens", help="entities (then all_but_last, as the fit tries them) or one token selection."),
     seed: int = opt.SEED,
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated noise seeds to sweep each (default: --seed)."),
     holdout: Optional[str] = HOLDOUT,
     parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train target and retain side by side if not cached."),
 ) -> None:
@@ -155,6 +156,10 @@ def sweep(
             values = [float(v) for v in strengths.split(",") if v.strip()]
         except ValueError:
             raise typer.BadParameter(f"--strengths must be comma-separated numbers, not {strengths!r}") from None
+        try:
+            noise_seeds = [int(v) for v in (seeds or "").split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"--seeds must be comma-separated integers, not {seeds!r}") from None
         config = TofuRunConfig(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-sweep")), authors=authors, limit=limit,
@@ -163,7 +168,7 @@ def sweep(
             parallel=parallel,
         )
         with progress("TOFU sweep") as report_progress:
-            report = run_tofu_sweep(config, values, report_progress)
+            report = run_tofu_sweep(config, values, report_progress, seeds=noise_seeds)
         tofu_sweep_table(report, model)
         low, high = report.sweep.search_range
         out.print(
@@ -189,7 +194,7 @@ def compare(
     authors: Optional[int] = AUTHORS,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations ECO's strength search may make."),
-    tokens: str = typer.Option("entities", "--tokens", help="Tokens ECO corrupts: entities (then all_but_last, as the fit tries them) or one token selection, e.g. all_but_last."),
+    tokens: str = typer.Option("all_but_last", "--tokens", help="Tokens ECO corrupts: all_but_last (steadier across noise seeds than entities in the strength sweep, docs/baselines.md), entities (then all_but_last, as the fit tries them) or another token selection."),
     holdout: Optional[str] = HOLDOUT,
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     parallel: bool = opt.PARALLEL,

@@ -359,6 +359,20 @@ def test_sweep_scores_each_strength_against_retain_and_surrogate(first_run, run_
     assert (out / "sweep.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_sweep_over_noise_seeds_repeats_every_row_per_seed(first_run, run_config, tmp_path):
+    out = tmp_path / "sweep-seeds"
+    report = run_tofu_sweep(replace(run_config, output=str(out)), [0.0, 5.0], seeds=[0, 1])
+    rows = report.sweep.rows
+    assert [(r["seed"], r["tokens"], r["strength"]) for r in rows] == [
+        (seed, tokens, strength) for seed in (0, 1) for tokens in ("entities", "all_but_last") for strength in (0.0, 5.0)
+    ]
+    unnoised = [r["forget_quality"] for r in rows if r["strength"] == 0.0]
+    assert len(set(unnoised)) == 1  # no noise: the seed cannot matter
+    by_seed = {s: [r["truth_ratio_median"] for r in rows if r["seed"] == s and r["strength"] == 5.0] for s in (0, 1)}
+    assert by_seed[0] != by_seed[1]  # another draw of the noise
+    assert json.loads((out / "sweep.json").read_text())["config"]["seeds"] == [0, 1]
+
+
 @pytest.mark.parametrize("strengths", [[], [-1.0], [float("nan")]])
 def test_sweep_refuses_bad_strengths_before_any_work(run_config, tmp_path, strengths):
     config = replace(run_config, cache=str(tmp_path / "cache"), output=str(tmp_path / "out"))

@@ -10,7 +10,7 @@ model is read here only to draw the comparison; ``fit_tofu_guard`` never sees it
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -76,6 +76,7 @@ def sweep_strengths(
             values = objective.per_item(guarded)
             rows.append({
                 "tokens": selection.strategy,
+                "seed": config.fit.seed,
                 "strength": float(strength),
                 "forget_quality": forget_quality(values, retain_truth_ratios),
                 "surrogate": objective.aggregate(values),
@@ -102,13 +103,17 @@ class SweepReport(SavedReport):
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str = "TOFU strength sweep") -> Path:
-    """Forget quality and surrogate against strength (log), one colour per token selection; atomic PNG."""
+    """Forget quality and surrogate against strength (log), one colour per token selection and one marker per
+    noise seed; atomic PNG."""
+    seeds = list(dict.fromkeys(r.get("seed", 0) for r in rows))
     with png_figure(path, (6.4, 4.2)) as ax:
         for colour, tokens in zip(("tab:blue", "tab:orange", "tab:green"), dict.fromkeys(r["tokens"] for r in rows)):
-            mine = sorted((r for r in rows if r["tokens"] == tokens and r["strength"] > 0), key=lambda r: r["strength"])
-            x = [r["strength"] for r in mine]
-            ax.plot(x, [r["forget_quality"] for r in mine], "-o", color=colour, label=f"{tokens}: forget quality")
-            ax.plot(x, [r["surrogate"] for r in mine], "--s", color=colour, alpha=0.6, label=f"{tokens}: surrogate")
+            for marker, seed in zip("osd^v<>", seeds):
+                mine = sorted((r for r in rows if r["tokens"] == tokens and r.get("seed", 0) == seed and r["strength"] > 0),
+                              key=lambda r: r["strength"])
+                x, which = [r["strength"] for r in mine], f"{tokens}" + (f", seed {seed}" if len(seeds) > 1 else "")
+                ax.plot(x, [r["forget_quality"] for r in mine], "-", marker=marker, color=colour, label=f"{which}: forget quality")
+                ax.plot(x, [r["surrogate"] for r in mine], "--", marker=marker, color=colour, alpha=0.5, label=f"{which}: surrogate")
         ax.set_xscale("log")
         ax.set_xlabel("noise strength σ (log)")
         ax.set_ylabel("KS-test p-value")
@@ -118,9 +123,12 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str =
     return Path(path)
 
 
-def run_tofu_sweep(config: TofuRunConfig, strengths: Sequence[float], progress: Progress | None = None) -> SweepReport:
+def run_tofu_sweep(
+    config: TofuRunConfig, strengths: Sequence[float], progress: Progress | None = None, *, seeds: Sequence[int] | None = None
+) -> SweepReport:
     """Sweep for a TOFU run's settings: prepare (or reuse) the models and the retain model's bare evaluation,
-    then write ``sweep.json`` and ``sweep.png`` to ``config.output`` (replaced as a whole on success)."""
+    then write ``sweep.json`` and ``sweep.png`` to ``config.output`` (replaced as a whole on success).
+    ``seeds``: noise seeds to sweep each (default: the fit's), to see how much the noise draw moves both curves."""
     start = time.perf_counter()
     _check_strengths(strengths)  # before any training
     config.output_folder()  # no output folder: fail before any work
@@ -133,11 +141,17 @@ def run_tofu_sweep(config: TofuRunConfig, strengths: Sequence[float], progress: 
     )["retain"]
     model, tokenizer = load_model(prepared.target)
     chat = bool(tokenizer.chat_template) if config.evaluation.chat is None else config.evaluation.chat
-    sweep = sweep_strengths(
-        model, tokenizer, splits, strengths, retain.truth_ratios(), config.eco, chat=chat, limit=config.limit, progress=progress
-    )
+    seeds = list(seeds) if seeds else [config.eco.fit.seed]
+    sweeps = [
+        sweep_strengths(
+            model, tokenizer, splits, strengths, retain.truth_ratios(), replace(config.eco, fit=config.eco.fit.updated(seed=seed)),
+            chat=chat, limit=config.limit, progress=progress,
+        )
+        for seed in seeds
+    ]
+    sweep = replace(sweeps[0], rows=[row for one in sweeps for row in one.rows])
     report = SweepReport(
-        config={**config_dict(config, preset), "strengths": [float(s) for s in strengths]},
+        config={**config_dict(config, preset), "strengths": [float(s) for s in strengths], "seeds": seeds},
         sweep=sweep,
         seconds=time.perf_counter() - start,
     )
