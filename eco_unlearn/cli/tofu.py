@@ -21,6 +21,14 @@ HOLDOUT = typer.Option(None, "--holdout", help="Holdout split whose never-seen a
                          "holdout01, holdout05 or holdout10 (default: EcoTofuConfig's).")
 
 
+def _numbers(text: Optional[str], kind: type, flag: str) -> tuple:
+    """Comma-separated numbers of ``kind`` from an option (empty: none), or one clear error naming ``flag``."""
+    try:
+        return tuple(kind(v) for v in (text or "").split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{flag} must be comma-separated numbers, not {text!r}") from None
+
+
 def _eco_config(holdout: Optional[str], **settings: Any):
     from ..bench.tofu import EcoTofuConfig
 
@@ -152,14 +160,7 @@ def sweep(
 
     quiet_transformers()
     with errors():
-        try:
-            values = [float(v) for v in strengths.split(",") if v.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"--strengths must be comma-separated numbers, not {strengths!r}") from None
-        try:
-            noise_seeds = [int(v) for v in (seeds or "").split(",") if v.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"--seeds must be comma-separated integers, not {seeds!r}") from None
+        values, noise_seeds = _numbers(strengths, float, "--strengths"), _numbers(seeds, int, "--seeds")
         config = TofuRunConfig(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-sweep")), authors=authors, limit=limit,
@@ -209,15 +210,9 @@ def compare(
     from ..bench.tofu.compare_report import markdown_table
     from ..training.unlearn import UnlearnConfig
 
-    def numbers(text: Optional[str], kind: type, flag: str) -> tuple:
-        try:
-            return tuple(kind(v) for v in (text or "").split(",") if v.strip())
-        except ValueError:
-            raise typer.BadParameter(f"{flag} must be comma-separated numbers, not {text!r}") from None
-
     quiet_transformers()
     with errors():
-        lrs, epochs = numbers(learning_rates, float, "--learning-rates"), numbers(epoch_grid, int, "--epoch-grid")
+        lrs, epochs = _numbers(learning_rates, float, "--learning-rates"), _numbers(epoch_grid, int, "--epoch-grid")
         names = tuple(m.strip() for m in methods.split(",") if m.strip())
         grids = {}
         if lrs or epochs:
@@ -231,7 +226,7 @@ def compare(
             eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(search__budget=budget)), parallel=parallel,
         )
         config = CompareConfig(
-            run=run_config, methods=names, seeds=numbers(seeds, int, "--seeds"), grids=grids,
+            run=run_config, methods=names, seeds=_numbers(seeds, int, "--seeds"), grids=grids,
             unlearn=replace(UnlearnConfig(), batch_size=unlearn_batch_size, schedule=schedule),
         )
         with progress("TOFU compare") as report_progress:

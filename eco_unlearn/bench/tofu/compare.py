@@ -171,7 +171,7 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
     """ECO fitted with ``seed`` on the target (cached with its evaluation next to it; ``stored``: the seed's
     record in an earlier ``compare.json`` for the same models, reused when it was made the same way)."""
     run = config.run
-    eco = replace(run.eco, fit=run.eco.fit.updated(seed=seed))
+    eco = run.eco.seeded(seed)
     signature = _as_json({"eco": asdict(eco), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
     if stored.get("signature") == signature and "summary" in stored:
         return {**stored, "cached": True}

@@ -69,6 +69,10 @@ class EcoTofuConfig:
     holdout: str | None = None
     fit: FitConfig = field(default_factory=tofu_fit_config)
 
+    def seeded(self, seed: int) -> "EcoTofuConfig":
+        """These settings with the fit's seed (classifier split, fact swaps, noise) set to ``seed``."""
+        return replace(self, fit=self.fit.updated(seed=seed))
+
     def __post_init__(self) -> None:
         if self.tokens != "entities":
             TokenSelection(self.tokens)  # an unknown strategy fails here, before any model work

@@ -144,7 +144,7 @@ def run_tofu_sweep(
     seeds = list(seeds) if seeds else [config.eco.fit.seed]
     sweeps = [
         sweep_strengths(
-            model, tokenizer, splits, strengths, retain.truth_ratios(), replace(config.eco, fit=config.eco.fit.updated(seed=seed)),
+            model, tokenizer, splits, strengths, retain.truth_ratios(), config.eco.seeded(seed),
             chat=chat, limit=config.limit, progress=progress,
         )
         for seed in seeds
