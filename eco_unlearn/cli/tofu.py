@@ -195,6 +195,8 @@ def compare(
     authors: Optional[int] = AUTHORS,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N questions of each set (smoke runs)."),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations ECO's strength search may make."),
+    screen_stride: int = typer.Option(5, "--screen-stride", min=1, help="The grid's cheap screen reads every N-th retain question "
+                                      "(and all the others); each method's best point is then evaluated on all of them."),
     tokens: str = typer.Option("all_but_last", "--tokens", help="Tokens ECO corrupts: all_but_last (steadier across noise seeds than entities in the strength sweep, docs/baselines.md), entities (then all_but_last, as the fit tries them) or another token selection."),
     holdout: Optional[str] = HOLDOUT,
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
@@ -227,7 +229,7 @@ def compare(
         )
         config = CompareConfig(
             run=run_config, methods=names, seeds=_numbers(seeds, int, "--seeds"), grids=grids,
-            unlearn=replace(UnlearnConfig(), batch_size=unlearn_batch_size, schedule=schedule),
+            unlearn=replace(UnlearnConfig(), batch_size=unlearn_batch_size, schedule=schedule), screen_stride=screen_stride,
         )
         with progress("TOFU compare") as report_progress:
             report = run_compare(config, report_progress)

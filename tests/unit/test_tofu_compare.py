@@ -138,9 +138,9 @@ def test_an_interrupted_compare_keeps_what_it_finished(first, compare_config, tm
     real = compare_module._evaluate
     evaluations = []
 
-    def second_fails(*args, **kwargs):
-        evaluations.append(args[0])
-        if len(evaluations) == 2:
+    def second_fails(*args, **kwargs):  # the second grid point's screen (the target's screen comes first)
+        evaluations.append(args[1])
+        if evaluations.count("ga") == 2:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
@@ -219,3 +219,30 @@ def test_an_unknown_schedule_fails_before_any_work(compare_config):
 
     with pytest.raises(TofuDataError, match="schedule must be 'linear' or 'constant', not 'cosine'"):
         run_compare(replace(compare_config, unlearn=replace(compare_config.unlearn, schedule="cosine")))
+
+
+def test_grid_points_are_screened_on_every_nth_retain_question(first, compare_config, tmp_path):
+    """The screen reads every ``screen_stride``-th retain question for the points and the target alike; a
+    run with another stride screens again from the cached unlearned models (no training)."""
+    from dataclasses import replace
+    import shutil
+
+    from eco_unlearn.bench.tofu.data import load_splits
+
+    retain = load_splits(compare_config.run.resolved_preset(), compare_config.run.data_dir).retain
+    screen = first.screen
+    assert screen["retain_stride"] == compare_config.screen_stride == 5
+    assert screen["retain_questions"] == len(retain[::5]) and 0 <= screen["target_utility_no_rouge"] <= 1
+    for name in ("ga", "idkdpo", "rmu"):
+        assert all(p["screen"] == screen for p in first.methods[name]["points"])
+        assert first.methods[name]["screen"] == screen
+
+    shutil.copytree(compare_config.run.output, tmp_path / "out")
+    config = replace(compare_config, methods=("ga",), screen_stride=1, run=replace(compare_config.run, output=str(tmp_path / "out")))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(baselines_module, "unlearn", lambda *a, **k: pytest.fail("a cached unlearned model was trained again"))
+        again = run_compare(config)
+    assert again.screen["retain_stride"] == 1 and again.screen["retain_questions"] == len(retain)
+    assert all(p["screen"] == again.screen and p["cached"] for p in again.methods["ga"]["points"])
+    with pytest.raises(TofuDataError, match="screen_stride"):
+        replace(compare_config, screen_stride=0).check()

@@ -1,9 +1,10 @@
 """ECO against the gradient unlearning baselines on TOFU: one table, the same target, data and metrics.
 
-Every trained method gets a grid (learning rate x epochs). Each grid point is scored cheaply
-(probabilities and truth ratios, no generation); the method's best point, the one with the highest
-forget quality among those whose utility without ROUGE is at least ``utility_floor`` times the target's,
-is evaluated in full. Choosing that point reads the retain model (forget quality needs its truth ratios):
+Every trained method gets a grid (learning rate x epochs). Each grid point is screened cheaply
+(probabilities and truth ratios, no generation, on every forget, real-author and world-fact question and
+every ``screen_stride``-th retain question: the retain set's long answers are four fifths of the work); the
+method's best point, the one with the highest forget quality among those whose screened utility without
+ROUGE is at least ``utility_floor`` times the target's on the same questions, is evaluated in full. Choosing that point reads the retain model (forget quality needs its truth ratios):
 the baselines get that oracle, ECO does not; ECO is fitted from the user's data alone, once per seed. The
 prompting baseline is the target with a system instruction. Everything is cached next to the target
 (unlearned models, fitted guards, evaluations), so a stopped comparison resumes where it was.
@@ -31,7 +32,7 @@ from ...models import fingerprint, load_model
 from ...runtime.guarded import GuardedModel
 from ...training.methods import METHODS
 from ...training.unlearn import SCHEDULES, UnlearnConfig
-from ...validation import one_of
+from ...validation import integer, one_of
 from ..environment import environment
 from ..saving import SavedReport, require_matplotlib
 from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, peak_memory, unlearn_signatures, unlearned_models
@@ -57,7 +58,8 @@ class CompareConfig:
     """A comparison. ``run``: the TOFU settings (preset, base model, data, cache, output, evaluation, ECO);
     ``methods``: ``eco``, ``prompt`` and names in ``training.METHODS``; ``seeds``: ECO's fit seeds;
     ``grids``: per-method grids replacing the defaults; ``unlearn``: the loop's shared settings;
-    ``params``: per-method hyper-parameters over the method's defaults."""
+    ``params``: per-method hyper-parameters over the method's defaults; ``screen_stride``: the grid's screen
+    reads every n-th retain question (1: all; 5: 72 of the mini preset's 360, four per author)."""
 
     run: TofuRunConfig = field(default_factory=TofuRunConfig)
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -66,6 +68,7 @@ class CompareConfig:
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     utility_floor: float = 0.9
+    screen_stride: int = 5
     instruction: str = PROMPT_INSTRUCTION
 
     def grid(self, method: str) -> list[tuple[float, int]]:
@@ -80,6 +83,11 @@ class CompareConfig:
         if "eco" in self.methods and not self.seeds:
             raise TofuDataError("ECO needs at least one seed (--seeds 0,1,2)")
         one_of(self.unlearn.schedule, "schedule", SCHEDULES, error=TofuDataError)
+        integer(self.screen_stride, "screen_stride", minimum=1, what="an integer of at least 1", error=TofuDataError)
+
+    def screened(self, splits: TofuSplits) -> TofuSplits:
+        """``splits`` as the grid's screen reads them: every ``screen_stride``-th retain question."""
+        return replace(splits, retain=splits.retain[:: self.screen_stride])
 
 
 @dataclass
@@ -96,6 +104,7 @@ class CompareReport(SavedReport):
     retain_truth_ratios: list[float] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     unfinished: dict[str, Any] = field(default_factory=dict)
+    screen: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=environment)
 
 
@@ -107,12 +116,14 @@ def _evaluate(folder: Path, name: str, splits: TofuSplits, config: TofuEvalConfi
 
 
 def _trained(config: CompareConfig, method: str, target: Path, splits: TofuSplits, reference: list[float],
-             target_utility: float, stored: dict[str, Any], record: Record, progress: Progress | None) -> dict[str, Any]:
-    """Every grid point of ``method`` (trained or cached, scored cheaply) and its best point, fully scored.
-    ``stored``: this method's entry in an earlier ``compare.json`` for the same models, whose points (and
+             screen: dict[str, Any], stored: dict[str, Any], record: Record, progress: Progress | None) -> dict[str, Any]:
+    """Every grid point of ``method`` (trained or cached, screened cheaply) and its best point, fully scored.
+    ``screen``: how points are screened and the target's screened utility (``_screen``); ``stored``: this
+    method's entry in an earlier ``compare.json`` for the same models, whose points screened the same way (and
     full evaluation, if the same point wins) are reused; ``record`` gets the points as they are done."""
     run, cheap = config.run, replace(config.run.evaluation, generate=False)
-    known = {(p["learning_rate"], p["epochs"]): p for p in stored.get("points", [])}
+    screened, target_utility = config.screened(splits), screen["target_utility_no_rouge"]
+    known = {(p["learning_rate"], p["epochs"]): p for p in stored.get("points", []) if p.get("screen") == screen}
     points, settings_of = [], {}
     grid = config.grid(method)
     for lr in dict.fromkeys(lr for lr, _ in grid):
@@ -127,10 +138,10 @@ def _trained(config: CompareConfig, method: str, target: Path, splits: TofuSplit
                 point = {**{k: v for k, v in kept[epochs].items() if k != "selected"}, "folder": str(keys[epochs][0]), "cached": True}
             else:
                 folder, trained = made[epochs]
-                summary = _evaluate(folder, method, splits, cheap, run.limit, reference, progress).summary
+                summary = _evaluate(folder, method, screened, cheap, run.limit, reference, progress).summary
                 point = {
                     "learning_rate": lr, "epochs": epochs, "folder": str(folder), "signature": trained["signature"],
-                    "summary": summary, "seconds": trained["seconds"], "peak_rss_bytes": trained["peak_rss_bytes"],
+                    "screen": screen, "summary": summary, "seconds": trained["seconds"], "peak_rss_bytes": trained["peak_rss_bytes"],
                     "cached": trained["cached"],
                     "meets_utility_floor": summary["model_utility_no_rouge"] >= config.utility_floor * target_utility,
                 }
@@ -148,11 +159,20 @@ def _trained(config: CompareConfig, method: str, target: Path, splits: TofuSplit
         summary = _evaluate(folder, method, splits, run.evaluation, run.limit, reference, progress).summary
     return {
         "points": points, "best": {k: best[k] for k in ("learning_rate", "epochs", "folder", "signature")},
-        "floor_met": bool(eligible), "summary": summary,
+        "floor_met": bool(eligible), "screen": screen, "summary": summary,
         "seconds": {"grid": _grid_seconds(points, config.unlearn.schedule), "best_point": best["seconds"],
                     "mean_point": float(np.mean([p["seconds"] for p in points]))},
         "peak_rss_bytes": max(p["peak_rss_bytes"] for p in points),
     }
+
+
+def _screen(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float], progress: Progress | None) -> dict[str, Any]:
+    """How grid points are screened, with the target's screened utility without ROUGE (cached next to it)."""
+    cheap = replace(config.run.evaluation, generate=False)
+    screened = config.screened(splits)
+    summary = _evaluate(target, "target", screened, cheap, config.run.limit, reference, progress).summary
+    return {"retain_stride": config.screen_stride, "retain_questions": len(screened.retain),
+            "target_utility_no_rouge": summary["model_utility_no_rouge"]}
 
 
 def _grid_seconds(points: list[dict[str, Any]], schedule: str) -> float:
@@ -319,7 +339,7 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
                                  parallel=run.parallel, progress=progress)
         reference = bare["retain"].truth_ratios()
         references = {name: summarise(e.items, reference) for name, e in bare.items()}
-    target_utility = references["target"]["model_utility_no_rouge"]
+    screen = previous.get("screen") if previous.get("screen", {}).get("retain_stride") == config.screen_stride else None
     stored = {**previous.get("unfinished", {}), **previous.get("methods", {})}
     # methods finished earlier on these models and not asked for now stay in the table as they were
     methods: dict[str, Any] = {m: v for m, v in previous.get("methods", {}).items() if m not in config.methods}
@@ -330,13 +350,14 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
             config={**config_dict(run, preset), "methods": list(config.methods), "seeds": list(config.seeds),
                     "carried": [m for m in methods if m not in config.methods],
                     "grids": {m: config.grid(m) for m in config.methods if m in METHODS},
-                    "unlearn": asdict(config.unlearn), "params": config.params, "utility_floor": config.utility_floor},
+                    "unlearn": asdict(config.unlearn), "params": config.params, "utility_floor": config.utility_floor,
+                    "screen_stride": config.screen_stride},
             table=table_rows(methods, references), methods=methods, references=references,
             seconds=time.perf_counter() - began,
             files={"target_model": str(prepared.target), "retain_model": str(prepared.retain),
                    "json": str(out / "compare.json"), "plot": str(out / "compare.png")},
             context=context, retain_truth_ratios=list(reference), pending=[m for m in config.methods if m not in methods],
-            unfinished=unfinished,
+            unfinished=unfinished, screen=screen or {},
         )
         with atomic_dir(out) as tmp:
             report.save(tmp / "compare.json")
@@ -357,7 +378,9 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
         elif method == "prompt":
             methods[method] = _prompted(config, prepared.target, splits, reference, earlier, progress)
         else:
-            methods[method] = _trained(config, method, prepared.target, splits, reference, target_utility, earlier, record, progress)
+            if screen is None:
+                screen = _screen(config, prepared.target, splits, reference, progress)
+            methods[method] = _trained(config, method, prepared.target, splits, reference, screen, earlier, record, progress)
         unfinished.pop(method, None)
         report = write()
     return report
