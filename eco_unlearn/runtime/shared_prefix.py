@@ -3,7 +3,8 @@
 
 TOFU's truth ratio scores a question's answer, its paraphrase and five perturbed answers: seven rows that
 ``GuardedModel.score`` prefills seven times over the same prompt. ``score_shared`` prefills the prompt
-once per question and runs the continuations, right-padded, against copies of its cache. The values
+once per question and runs the continuations, right-padded and batched by length across the questions of a
+prefill (so that little of a pass is padding), against copies of its cache. The values
 equal ``GuardedModel.score``'s up to float rounding (other batch shapes, other summation order): the
 prompt is planned, corrupted and positioned exactly as there, with the same per-prompt noise.
 """
@@ -11,6 +12,7 @@ prompt is planned, corrupted and positioned exactly as there, with the same per-
 from __future__ import annotations
 
 import inspect
+from copy import deepcopy
 from typing import Sequence
 
 import torch
@@ -34,8 +36,8 @@ def score_shared(
     batch_size: int = 8,
 ) -> list[list[torch.Tensor]]:
     """Per-token log-probabilities of each of ``continuations[i]`` given prompt ``i`` (possibly corrupted),
-    as ``GuardedModel.score`` returns them, with one prefill per prompt. ``batch_size``: the most
-    continuations per forward pass, as in ``score`` (a prompt's continuations are never split)."""
+    as ``GuardedModel.score`` returns them, with one prefill per prompt. ``batch_size``: the most prompts
+    per prefill and the most continuations per forward pass, as in ``score``."""
     integer(batch_size, "batch_size", minimum=1, error=PromptError)
     tails = [[model.tokenizer(c, add_special_tokens=False)["input_ids"] for c in group] for group in continuations]
     for i, group in enumerate(tails):
@@ -49,8 +51,9 @@ def score_shared(
         raise PromptError(f"got {len(plan)} prompts but {len(tails)} groups of continuations; give one group per prompt")
     inputs = ModelInputs.of(model.model)
     results: list[list[torch.Tensor]] = []
-    for start, stop in _chunks([len(group) for group in tails], batch_size):
-        results.extend(_score_chunk(model, inputs, Plan(plan.rows[start:stop], plan.seed), tails[start:stop]))
+    for start in range(0, len(tails), batch_size):
+        stop = start + batch_size
+        results.extend(_score_chunk(model, inputs, Plan(plan.rows[start:stop], plan.seed), tails[start:stop], batch_size))
     return results
 
 
@@ -59,51 +62,56 @@ def _cache_argument(net: object) -> str:
     return "cache" if "cache" in inspect.signature(net.forward).parameters else "past_key_values"
 
 
-def _chunks(sizes: Sequence[int], budget: int) -> list[tuple[int, int]]:
-    """Consecutive ``(start, stop)`` runs of groups holding at most ``budget`` rows (at least one group)."""
-    runs, start, rows = [], 0, 0
-    for i, size in enumerate(sizes):
-        if i > start and rows + size > budget:
-            runs.append((start, i))
-            start, rows = i, 0
-        rows += size
-    runs.append((start, len(sizes)))
-    return runs
-
-
 def _score_chunk(
-    model: GuardedModel, inputs: ModelInputs, chunk: Plan, tails: list[list[list[int]]]
+    model: GuardedModel, inputs: ModelInputs, chunk: Plan, tails: list[list[list[int]]], batch_size: int
 ) -> list[list[torch.Tensor]]:
+    """One prefill of the chunk's prompts, then their continuations, longest first, ``batch_size`` rows
+    per pass: rows of similar length share a pass, whichever prompt they follow, so little is padding."""
     net, device = model.model, model.device
     batch = model.prefill_inputs(chunk)
     with inputs.prefill(net, batch, generating=False) as tokens:
         extra = inputs.forward_kwargs(batch, 1)
+        if _keeps_logits(net):
+            extra["logits_to_keep"] = 1  # only the last prompt position's logits are read
         prefill = net(**tokens, **extra, use_cache=True)
     first = torch.log_softmax(prefill.logits[:, -1].float(), dim=-1)  # predicts each continuation's first token
-    owner = [b for b, group in enumerate(tails) for _ in group]
-    flat = [t for group in tails for t in group]
-    index = torch.tensor(owner, device=device)
     cache = getattr(prefill, "cache", None) or prefill.past_key_values
-    cache.reorder_cache(index)  # one copy of the prompt's cache per continuation
-    width = max(len(t) for t in flat)
+    rows = [(b, t) for b, group in enumerate(tails) for t in group]
+    order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
-    ids = torch.full((len(flat), width), pad, dtype=torch.long)
-    tail_mask = torch.zeros((len(flat), width), dtype=torch.long)
-    for r, t in enumerate(flat):  # right-padded: padding comes after every real token and is never read
-        ids[r, : len(t)] = torch.tensor(t)
-        tail_mask[r, : len(t)] = 1
-    ids, tail_mask = ids.to(device), tail_mask.to(device)
-    prompt_mask = batch.attention_mask[index]
-    attention = torch.cat([prompt_mask, tail_mask], dim=-1)
-    extra = {"position_ids": prompt_mask.sum(-1, keepdim=True) + torch.arange(width, device=device)[None]}
-    if not inputs.takes_positions:
-        extra = {}
-    extra[_cache_argument(net)] = cache
-    out = net(input_ids=ids, attention_mask=attention, **extra)
-    following = torch.log_softmax(out.logits.float(), dim=-1)  # position j predicts token j + 1
+    scored_rows: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+    for begin in range(0, len(order), batch_size):
+        picked = order[begin : begin + batch_size]
+        owner = [rows[r][0] for r in picked]
+        flat = [rows[r][1] for r in picked]
+        index = torch.tensor(owner, device=device)
+        copy = deepcopy(cache)
+        copy.reorder_cache(index)  # one copy of its prompt's cache per continuation
+        width = max(len(t) for t in flat)
+        ids = torch.full((len(flat), width), pad, dtype=torch.long)
+        tail_mask = torch.zeros((len(flat), width), dtype=torch.long)
+        for r, t in enumerate(flat):  # right-padded: padding comes after every real token and is never read
+            ids[r, : len(t)] = torch.tensor(t)
+            tail_mask[r, : len(t)] = 1
+        ids, tail_mask = ids.to(device), tail_mask.to(device)
+        prompt_mask = batch.attention_mask[index]
+        attention = torch.cat([prompt_mask, tail_mask], dim=-1)
+        extra = {"position_ids": prompt_mask.sum(-1, keepdim=True) + torch.arange(width, device=device)[None]}
+        if not inputs.takes_positions:
+            extra = {}
+        extra[_cache_argument(net)] = copy
+        logits = net(input_ids=ids, attention_mask=attention, **extra).logits.float()  # position j predicts token j + 1
+        normaliser = torch.logsumexp(logits, dim=-1)
+        for j, (r, b, t) in enumerate(zip(picked, owner, flat)):
+            target = torch.tensor(t, device=device)
+            rest = logits[j, : len(t) - 1].gather(-1, target[1:, None])[:, 0] - normaliser[j, : len(t) - 1]
+            scored_rows[r] = torch.cat([first[b, target[:1]], rest]).cpu()
     scored: list[list[torch.Tensor]] = [[] for _ in tails]
-    for r, (b, t) in enumerate(zip(owner, flat)):
-        target = torch.tensor(t, device=device)
-        rest = following[r, : len(t) - 1].gather(-1, target[1:, None])[:, 0]
-        scored[b].append(torch.cat([first[b, target[:1]], rest]).cpu())
+    for (b, _), values in zip(rows, scored_rows):
+        scored[b].append(values)
     return scored
+
+
+def _keeps_logits(net: object) -> bool:
+    """Whether ``forward`` can compute the logits of the last positions only (``logits_to_keep``)."""
+    return "logits_to_keep" in inspect.signature(net.forward).parameters
