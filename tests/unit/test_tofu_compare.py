@@ -246,3 +246,27 @@ def test_grid_points_are_screened_on_every_nth_retain_question(first, compare_co
     assert all(p["screen"] == again.screen and p["cached"] for p in again.methods["ga"]["points"])
     with pytest.raises(TofuDataError, match="screen_stride"):
         replace(compare_config, screen_stride=0).check()
+
+
+def test_a_run_stopped_before_it_redoes_a_method_keeps_that_method_in_the_table(first, compare_config, tmp_path):
+    """Redoing a finished method (here: another screen) and stopping at once leaves compare.json's table
+    as it was, the method pending; the next run goes on from there."""
+    from dataclasses import replace
+    import shutil
+
+    shutil.copytree(compare_config.run.output, tmp_path / "out")
+    before = json.loads((tmp_path / "out" / "compare.json").read_text())["table"]
+    config = replace(compare_config, methods=("ga",), screen_stride=2, run=replace(compare_config.run, output=str(tmp_path / "out")))
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compare_module, "_evaluate", stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_compare(config)
+    saved = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert saved["table"] == before and saved["pending"] == ["ga"]
+    again = run_compare(config)
+    assert again.pending == [] and again.methods["ga"]["screen"]["retain_stride"] == 2
+    assert [r["method"] for r in again.table] == [r["method"] for r in before]

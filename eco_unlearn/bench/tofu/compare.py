@@ -10,8 +10,8 @@ prompting baseline is the target with a system instruction. Everything is cached
 (unlearned models, fitted guards, evaluations), so a stopped comparison resumes where it was.
 
 ``compare.json`` is rewritten after every grid point, ECO seed and method, with what is done and what is
-pending; methods it holds that a later run does not ask for stay in it (``carried``), so methods can be
-added one run at a time. It outlives the cache: a later run on a machine without the cached models prepares the target
+pending; methods it holds stay in its table until a later run redoes them, and for good when a later run
+does not ask for them (``carried``), so methods can be added one run at a time. It outlives the cache: a later run on a machine without the cached models prepares the target
 and retain models again and, when their fingerprints match the file's (fine-tuning is seeded), reuses
 every point, seed and evaluation the file holds instead of redoing it. A comparison longer than one
 session's cache therefore still completes, one committed ``compare.json`` at a time.
@@ -340,10 +340,14 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
         reference = bare["retain"].truth_ratios()
         references = {name: summarise(e.items, reference) for name, e in bare.items()}
     screen = previous.get("screen") if previous.get("screen", {}).get("retain_stride") == config.screen_stride else None
-    stored = {**previous.get("unfinished", {}), **previous.get("methods", {})}
-    # methods finished earlier on these models and not asked for now stay in the table as they were
-    methods: dict[str, Any] = {m: v for m, v in previous.get("methods", {}).items() if m not in config.methods}
-    unfinished = {m: stored[m] for m in config.methods if m in stored}
+    finished, partial = previous.get("methods", {}), previous.get("unfinished", {})
+    # what a method did last: its finished entry, with the points or seeds of a later unfinished run over it
+    stored = {m: {**finished.get(m, {}), **partial.get(m, {})} for m in {*finished, *partial}}
+    # methods finished earlier on these models stay in the table as they were until this run redoes them,
+    # so a run stopped at any moment leaves no finished method out of compare.json
+    methods: dict[str, Any] = dict(finished)
+    unfinished = {m: partial[m] for m in config.methods if m in partial}
+    done: set[str] = set()
 
     def write() -> CompareReport:
         report = CompareReport(
@@ -356,7 +360,7 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
             seconds=time.perf_counter() - began,
             files={"target_model": str(prepared.target), "retain_model": str(prepared.retain),
                    "json": str(out / "compare.json"), "plot": str(out / "compare.png")},
-            context=context, retain_truth_ratios=list(reference), pending=[m for m in config.methods if m not in methods],
+            context=context, retain_truth_ratios=list(reference), pending=[m for m in config.methods if m not in done],
             unfinished=unfinished, screen=screen or {},
         )
         with atomic_dir(out) as tmp:
@@ -382,5 +386,6 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
                 screen = _screen(config, prepared.target, splits, reference, progress)
             methods[method] = _trained(config, method, prepared.target, splits, reference, screen, earlier, record, progress)
         unfinished.pop(method, None)
+        done.add(method)
         report = write()
     return report
