@@ -4,16 +4,18 @@ Every trained method gets a grid (learning rate x epochs). Each grid point is sc
 (probabilities and truth ratios, no generation, on every forget, real-author and world-fact question and
 every ``screen_stride``-th retain question: the retain set's long answers are four fifths of the work); the
 method's best point, the one with the highest forget quality among those whose screened utility without
-ROUGE is at least ``utility_floor`` times the target's on the same questions, is evaluated in full. Choosing that point reads the retain model (forget quality needs its truth ratios):
-the baselines get that oracle, ECO does not; ECO is fitted from the user's data alone, once per seed. The
-prompting baseline is the target with a system instruction. Everything is cached next to the target
-(unlearned models, fitted guards, evaluations), so a stopped comparison resumes where it was.
+ROUGE is at least ``utility_floor`` times the target's on the same questions, is evaluated in full.
+Choosing that point reads the retain model (forget quality needs its truth ratios): the baselines get that
+oracle, ECO does not; ECO is fitted from the user's data alone, once per seed. The prompting baseline is
+the target with a system instruction. Everything is cached next to the target (unlearned models, fitted
+guards, evaluations), so a stopped comparison resumes where it was.
 
 ``compare.json`` is rewritten after every grid point, ECO seed and method, with what is done and what is
 pending; methods it holds stay in its table until a later run redoes them, and for good when a later run
-does not ask for them (``carried``), so methods can be added one run at a time. It outlives the cache: a later run on a machine without the cached models prepares the target
-and retain models again and, when their fingerprints match the file's (fine-tuning is seeded), reuses
-every point, seed and evaluation the file holds instead of redoing it. A comparison longer than one
+does not ask for them (``carried``), so methods can be added one run at a time. It outlives the cache: a
+later run on a machine without the cached models prepares the target and retain models again and, when
+their fingerprints match the file's (fine-tuning is seeded), reuses every point, seed and evaluation the
+file holds instead of redoing it. A comparison longer than one
 session's cache therefore still completes, one committed ``compare.json`` at a time.
 """
 
