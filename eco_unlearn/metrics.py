@@ -22,6 +22,7 @@ __all__ = [
     "answer_probability",
     "contains_answer",
     "forget_quality",
+    "forget_quality_bound",
     "harmonic_mean",
     "mean_nll",
     "normalize_answer",
@@ -66,6 +67,52 @@ def forget_quality(truth_ratios: Sequence[float], retain_truth_ratios: Sequence[
     from scipy import stats  # here, not at the top: scipy.stats alone takes a second to import
 
     return float(stats.ks_2samp(truth_ratios, retain_truth_ratios).pvalue)
+
+
+def forget_quality_bound(truth_ratios: Sequence[float], total: int, retain_truth_ratios: Sequence[float]) -> float:
+    """The highest forget quality that ``total`` truth ratios can reach when only the first ones are known.
+
+    The other ``total - len(truth_ratios)`` values are placed where they bring the forget sample's empirical
+    distribution closest to the retain sample's (the least KS distance on the lattice of reachable distances,
+    found by bisection with the greedy placement that keeps every step within it); the KS p-value falls as
+    the distance grows (for fixed sample sizes), so no values the
+    unknown items could take give a higher forget quality. A strength search can stop scoring a strength once
+    this bound misses its target: the full evaluation would miss it too.
+    """
+    known = np.sort(np.asarray(truth_ratios, dtype=np.float64))
+    reference = np.sort(np.asarray(retain_truth_ratios, dtype=np.float64))
+    n, m, k = int(total), reference.size, known.size
+    if k > n:
+        raise MetricError(f"got {k} known truth ratios for a sample of {n}")
+    if n == 0 or m == 0:
+        raise MetricError("forget quality needs truth ratios from both models")
+    if k == n:
+        return forget_quality(known, reference)
+    support = np.unique(np.concatenate([known, reference]))
+    # Region 0 lies below every value, region j (j >= 1) from support[j - 1] up to the next value: the known
+    # forget values and the reference's share at or below it. The unknown values go at the support points
+    # (or below them all), so each region's forget ECDF is (counts + placed so far) / n.
+    counts = np.concatenate([[0], np.searchsorted(known, support, side="right")])
+    shares = np.concatenate([[0], np.searchsorted(reference, support, side="right")]) / m
+    distances = np.unique(np.abs(np.arange(n + 1)[:, None] / n - np.arange(m + 1)[None, :] / m))
+
+    def placement(distance: float) -> np.ndarray | None:
+        """How many unknown values lie up to each region (nondecreasing, all of them by the last) so that the
+        KS distance is at most ``distance``, the fewest at each step; None if no placement achieves it."""
+        low = np.maximum(np.ceil(n * (shares - distance) - counts - 1e-9), 0)
+        high = np.minimum(np.floor(n * (shares + distance) - counts + 1e-9), n - k)
+        low[-1] = max(low[-1], n - k)
+        placed = np.maximum.accumulate(low)
+        return placed if (placed <= high).all() else None
+
+    lo, hi = 0, distances.size - 1  # the largest distance (1) is always reachable
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if placement(distances[mid]) is not None else (mid + 1, hi)
+    placed = placement(distances[lo]).astype(np.int64)
+    positions = np.concatenate([[support[0] - 1.0], support])
+    completion = np.repeat(positions, np.diff(np.concatenate([[0], placed])))
+    return forget_quality(np.concatenate([known, completion]), reference)
 
 
 def harmonic_mean(values: Sequence[float]) -> float:

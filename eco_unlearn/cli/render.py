@@ -35,9 +35,10 @@ def fit_report(report: FitReport) -> None:
     for column in ("corruption", "strength", "objective", "target", "before", "after (all corrupted)", "after, end to end", "met"):
         table.add_column(column, justify="right")
     sign = "<=" if obj.goal == "min" else ">="
+    before = f"{obj.before:.3g}" if obj.before_exact else f"{'>=' if obj.goal == 'min' else '<='} {obj.before:.3g}"
     table.add_row(
         report.corruption.name, f"{report.strength:.4g}", f"{obj.name} on {obj.items} items",
-        f"{sign} {obj.target:.3g}", f"{obj.before:.3g}", f"{obj.after:.3g}", f"{obj.after_end_to_end:.3g}",
+        f"{sign} {obj.target:.3g}", before, f"{obj.after:.3g}", f"{obj.after_end_to_end:.3g}",
         "[green]yes[/]" if report.met else "[red]no[/]",
     )
     out.print(table)

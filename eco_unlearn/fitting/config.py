@@ -101,6 +101,10 @@ class SearchConfig:
     * ``target`` (None): the objective's target; None: the objective's own default.
     * ``objective_options`` ({}): further options of the objective, JSON values (e.g. ``{"metric":
       "rouge_l"}``); objects such as ``reference_items`` go in an ``Objective`` given to ``fit_guard``.
+    * ``early_stop`` (True): ``bisection`` and ``scan`` decide on met or missed alone, so an evaluation may
+      stop as soon as the objective can tell its target is out of reach (``match_reference`` bounds its KS
+      p-value from part of the items). The same strengths are chosen; the trace then holds bounds for the
+      strengths that missed. False scores every item of every evaluation.
     """
 
     method: str = "auto"
@@ -110,8 +114,11 @@ class SearchConfig:
     objective: str | None = None
     target: float | None = None
     objective_options: dict[str, Any] = field(default_factory=dict)
+    early_stop: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.early_stop, bool):
+            raise SearchError(f"early_stop must be true or false, not {self.early_stop!r}")
         if self.method != "auto" and self.method not in SEARCHES:
             raise SearchError(f"unknown search {self.method!r}; choose auto, {', '.join(SEARCHES)}")
         integer(self.budget, "the evaluation budget", minimum=2, error=SearchError, what="an integer of at least 2")

@@ -3,7 +3,8 @@
 An objective holds its forget items and evaluates a guarded model on them with forward passes only.
 ``goal`` says whether lower (``"min"``) or higher (``"max"``) values are better; ``met(value)`` says
 whether the target is reached; ``monotone`` objectives get better as the corruption grows, which lets
-the search bisect. Register your own with ``@register_objective("name")`` on a subclass of
+the search bisect. ``evaluate(model, stop_early=True)`` lets an objective that can bound its value from part
+of its items stop once the target is out of reach (``MatchReference`` does; the others score every item). Register your own with ``@register_objective("name")`` on a subclass of
 ``Objective``.
 """
 
@@ -16,8 +17,9 @@ import numpy as np
 
 from ..errors import ObjectiveError
 from ..data.items import PromptItem
-from ..metrics import answer_probability, contains_answer, forget_quality, rouge_l_recall, truth_ratio
+from ..metrics import answer_probability, contains_answer, forget_quality, forget_quality_bound, rouge_l_recall, truth_ratio
 from ..registry import Registry
+from .search import OutOfReach
 
 if TYPE_CHECKING:
     from ..runtime.guarded import GuardedModel
@@ -78,7 +80,9 @@ class Objective:
     def aggregate(self, values: np.ndarray) -> float:
         return float(np.mean(values))
 
-    def evaluate(self, model: "GuardedModel") -> float:
+    def evaluate(self, model: "GuardedModel", *, stop_early: bool = False) -> float:
+        """The objective on ``model``. With ``stop_early`` an objective may return ``OutOfReach(bound)`` as
+        soon as part of its items show that the target cannot be met; this one scores every item."""
         return self.aggregate(self.per_item(model))
 
     def met(self, value: float) -> bool:
@@ -262,6 +266,7 @@ class MatchReference(Objective):
     reference_values: Sequence[float] | None = None
     reference_items: Sequence[PromptItem] | None = None
     shared_prefix: bool = True  # score a question's answers with one prefill (score_shared); False: one row each
+    chunk: int | None = None  # with stop_early: items scored between two checks of the bound (None: batch_size)
     monotone: ClassVar[bool] = False
     goal: ClassVar[str] = "max"
     needs: ClassVar[str] = "the answers the statistic scores"
@@ -271,6 +276,8 @@ class MatchReference(Objective):
             raise ObjectiveError(f"match_reference statistic must be 'answer_prob' or 'truth_ratio', not {self.statistic!r}")
         if (self.reference_values is None) == (self.reference_items is None):
             raise ObjectiveError("match_reference needs exactly one of reference_values or reference_items")
+        if self.chunk is not None and (not isinstance(self.chunk, int) or isinstance(self.chunk, bool) or self.chunk < 1):
+            raise ObjectiveError(f"match_reference chunk must be a positive integer or None, not {self.chunk!r}")
         super().__post_init__()
         if self.reference_items is not None:
             self.reference_items = [i for i in self.reference_items if self.usable(i)]
@@ -317,7 +324,30 @@ class MatchReference(Objective):
     def prompts(self) -> list[str] | None:
         return [item.prompt for item in self.items]
 
+    def evaluate(self, model: "GuardedModel", *, stop_early: bool = False) -> float:
+        """The KS p-value on ``model``. With ``stop_early`` the items are scored ``chunk`` at a time and the
+        evaluation stops once even the most favourable values of the unscored items would miss the target
+        (``metrics.forget_quality_bound``), returning ``OutOfReach(bound)``: at a strength far from the
+        reference's a few items suffice, and met or missed is decided as the full evaluation decides it. The
+        default chunk, ``batch_size``, is how the shared-prefix scorer batches the questions anyway, so the
+        values are those of a full evaluation to the last bit and nothing is slower when no chunk decides."""
+        if not stop_early:
+            return self.aggregate(self.per_item(model))
+        reference = self._reference()
+        values: list[float] = []
+        chunk = self.chunk or self.batch_size
+        for start in range(0, len(self.items), chunk):
+            values.extend(self.statistics(model, self.items[start : start + chunk]).tolist())
+            if len(values) < len(self.items):
+                bound = forget_quality_bound(values, len(self.items), reference)
+                if not self.met(bound):
+                    return OutOfReach(bound)
+        return self.aggregate(np.array(values))
+
     def aggregate(self, values: np.ndarray) -> float:
+        return forget_quality(values, self._reference())
+
+    def _reference(self) -> Sequence[float]:
         if self.reference_values is None:
             raise ObjectiveError("match_reference has no reference values yet; call prepare() with the unguarded model")
-        return forget_quality(values, self.reference_values)
+        return self.reference_values

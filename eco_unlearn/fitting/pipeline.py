@@ -27,7 +27,7 @@ from .config import FitConfig, SearchConfig
 from .deprecated import apply_keywords
 from .objectives import Objective, make_objective
 from .report import ClassifierInfo, CorruptionChoice, FitReport, FitResult, FitSeconds, ObjectiveValues, TokenTrial
-from .search import SEARCHES, SearchResult
+from .search import SEARCHES, OutOfReach, SearchResult
 from .verdict import verdict
 
 __all__ = [
@@ -151,25 +151,31 @@ def fit_guard(
     obj.prepare(guarded)
     model_fp = guarded.model_fingerprint  # the embedding matrix is hashed once per fit
 
+    method = ("bisection" if obj.monotone else "zeroth_order") if search.method == "auto" else search.method
+    stop_early = search.early_stop and method in ("bisection", "scan")  # both decide on met / missed alone
+
     def search_with(selection: TokenSelection) -> SearchResult:
-        def evaluate(value: float) -> float:
+        def evaluate(value: float, stop_early: bool = stop_early) -> float:
             guarded.attach(every_prompt_guard(CorruptionSpec(corruption, value, params), selection, model_fp, seed=seed))
-            return obj.evaluate(guarded)
+            return obj.evaluate(guarded, stop_early=stop_early)
 
         if search.strength is not None:
             CorruptionSpec(corruption, search.strength, params).validate(model_fp.hidden_size)
-            value = evaluate(search.strength)
+            value = evaluate(search.strength, stop_early=False)
             return SearchResult("fixed", float(search.strength), value, obj.met(value), obj.goal, obj.target)
         low, high, integer = default_strength_range(corruption, model)
         if search.strength_range is not None:
             low, high = search.strength_range
-        method = ("bisection" if obj.monotone else "zeroth_order") if search.method == "auto" else search.method
-        return SEARCHES.get(method)(
+        found = SEARCHES.get(method)(
             evaluate, low=low, high=high, goal=obj.goal, target=obj.target, budget=search.budget, integer=integer,
             progress=progress,
         )
+        if not found.exact:  # nothing met the target: the kept strength's value, not a bound on it
+            found.value, found.exact = float(evaluate(found.strength, stop_early=False)), True
+        return found
 
-    before = obj.baseline if obj.baseline is not None else obj.evaluate(guarded)
+    before = obj.baseline if obj.baseline is not None else obj.evaluate(guarded, stop_early=search.early_stop)
+    before_exact = not isinstance(before, OutOfReach)
     tried: list[TokenTrial] = []
     chosen: tuple[TokenSelection, SearchResult] | None = None
     for selection in candidates:
@@ -199,8 +205,9 @@ def fit_guard(
         end_to_end = obj.evaluate(guarded)
     clock["end_to_end"] = time.perf_counter()
     values = ObjectiveValues(
-        name=obj.name, goal=obj.goal, target=obj.target, items=len(obj.items), before=before, after=result.value,
+        name=obj.name, goal=obj.goal, target=obj.target, items=len(obj.items), before=float(before), after=result.value,
         after_end_to_end=end_to_end, items_flagged_end_to_end=flagged, met_end_to_end=obj.met(end_to_end),
+        before_exact=before_exact,
     )
     met, reasons = verdict(result.met, values, fitted.held_out)
     warnings_ += reasons

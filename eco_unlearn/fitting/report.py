@@ -87,7 +87,8 @@ class ClassifierInfo(KeyAccess):
 @dataclass
 class ObjectiveValues(KeyAccess):
     """The objective on the forget items: unguarded (``before``), every prompt corrupted at the chosen
-    strength (``after``), and end to end with the classifier in front."""
+    strength (``after``), and end to end with the classifier in front. ``before_exact`` is False when the
+    unguarded evaluation stopped early, its target out of reach: ``before`` is then the bound it reached."""
 
     name: str
     goal: str
@@ -98,6 +99,7 @@ class ObjectiveValues(KeyAccess):
     after_end_to_end: float
     items_flagged_end_to_end: int
     met_end_to_end: bool
+    before_exact: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,7 +15,10 @@ Four methods over log-strength, each keeping the full trace of (strength, value)
   region it never looked at, and its cost is bounded by the scan.
 * ``grid``: evenly spaced in log-strength, for plots and sanity checks.
 
-Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice. All share
+Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice. An evaluation
+may stop early once the target is out of reach and return ``OutOfReach(bound)``, the best value the full
+evaluation could have given: the point is recorded as missing the target with ``exact=False``. ``bisection``
+and ``scan`` decide on met / missed alone, so their choices are those of full evaluations. All share
 one keyword signature, ``(evaluate, *, low, high, goal, target, budget, integer, progress)`` plus options
 of their own, and are registered by name in ``SEARCHES``: ``budget`` is the most evaluations made (for
 ``grid``, the number of points).
@@ -33,7 +36,7 @@ from ..registry import Registry
 from .. import validation
 from .deprecated import KeyAccess
 
-__all__ = ["SEARCHES", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "scan", "zeroth_order"]
+__all__ = ["SEARCHES", "OutOfReach", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "scan", "zeroth_order"]
 
 Evaluate = Callable[[float], float]
 Progress = Callable[[str, int, int], None]
@@ -41,11 +44,19 @@ Search = Callable[..., "SearchResult"]
 
 
 
+class OutOfReach(float):
+    """An evaluation that stopped once the target was out of reach: the float is the best value the full
+    evaluation could have given (an upper bound for ``goal="max"``, a lower bound for ``"min"``)."""
+
+
 @dataclass
 class SearchPoint:
+    """One evaluation: ``exact`` is False when it stopped early and ``value`` is only a bound."""
+
     strength: float
     value: float
     met: bool
+    exact: bool = True
 
 
 @dataclass
@@ -60,6 +71,7 @@ class SearchResult(KeyAccess):
     target: float
     trace: list[SearchPoint] = field(default_factory=list)
     message: str = ""
+    exact: bool = True  # False: ``value`` is the bound of an evaluation that stopped early
 
     @property
     def evaluations(self) -> int:
@@ -96,8 +108,10 @@ class _Tracker:
             return self.cache[strength]
         if self.progress:
             self.progress(f"{self.method}: strength {strength:.4g}", len(self.trace), self.budget)
-        value = float(self.evaluate(strength))
-        point = SearchPoint(strength, value, self.met(value))
+        returned = self.evaluate(strength)
+        exact = not isinstance(returned, OutOfReach)
+        value = float(returned)
+        point = SearchPoint(strength, value, self.met(value) and exact, exact)
         self.cache[strength] = point
         self.trace.append(point)
         if self.progress:
@@ -105,12 +119,13 @@ class _Tracker:
         return point
 
     def best(self) -> SearchPoint:
-        """The least strength that meets the target; else the best value (the least strength on ties)."""
+        """The least strength that meets the target; else the best value (the least strength on ties; exact
+        values before bounds)."""
         met = [p for p in self.trace if p.met]
         if met:
             return min(met, key=lambda p: p.strength)
         sign = 1 if self.goal == "min" else -1
-        return min(self.trace, key=lambda p: (sign * p.value, p.strength))
+        return min(self.trace, key=lambda p: (not p.exact, sign * p.value, p.strength))
 
     def result(self, message: str = "") -> SearchResult:
         best = self.best()
@@ -119,7 +134,9 @@ class _Tracker:
                 f"the target ({'<=' if self.goal == 'min' else '>='} {self.target:.3g}) was not reached in "
                 f"{len(self.trace)} evaluations; keeping the best strength found ({best.strength:.4g}, value {best.value:.4g})"
             )
-        return SearchResult(self.method, best.strength, best.value, best.met, self.goal, self.target, list(self.trace), message)
+        return SearchResult(
+            self.method, best.strength, best.value, best.met, self.goal, self.target, list(self.trace), message, best.exact
+        )
 
 
 def _check_range(low: float, high: float) -> None:

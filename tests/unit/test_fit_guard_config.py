@@ -66,10 +66,12 @@ def test_the_reports_json_has_the_keys_it_always_had(model, tok):
     ]
     assert list(data["objective"]) == [
         "name", "goal", "target", "items", "before", "after", "after_end_to_end", "items_flagged_end_to_end",
-        "met_end_to_end",
+        "met_end_to_end", "before_exact",  # new keys go last
     ]
-    assert list(data["search"]) == ["method", "strength", "value", "met", "goal", "target", "trace", "message", "evaluations"]
-    assert list(data["search"]["trace"][0]) == ["strength", "value", "met"]
+    assert list(data["search"]) == [
+        "method", "strength", "value", "met", "goal", "target", "trace", "message", "exact", "evaluations",
+    ]
+    assert list(data["search"]["trace"][0]) == ["strength", "value", "met", "exact"]
     assert list(data["corruption"]) == ["name", "params", "tokens"]
     assert list(data["corruption"]["tokens"]) == ["strategy", "entities", "fallback"]
     assert list(data["seconds"]) == ["classifier", "search", "end_to_end", "total"]

@@ -411,7 +411,7 @@ def test_result_to_dict_is_json_serialisable():
     data = json.loads(json.dumps(result.to_dict()))
     assert data["evaluations"] == result.evaluations == len(data["trace"])
     assert data["method"] == "bisection" and data["met"] is True
-    assert set(data["trace"][0]) == {"strength", "value", "met"}
+    assert set(data["trace"][0]) == {"strength", "value", "met", "exact"}
     assert data["strength"] == result.strength
 
 

@@ -270,3 +270,15 @@ def test_a_run_stopped_before_it_redoes_a_method_keeps_that_method_in_the_table(
     again = run_compare(config)
     assert again.pending == [] and again.methods["ga"]["screen"]["retain_stride"] == 2
     assert [r["method"] for r in again.table] == [r["method"] for r in before]
+
+
+def test_a_seed_fitted_before_a_speed_only_setting_existed_asks_for_the_same_fit():
+    from eco_unlearn.bench.tofu.compare import same_fit
+
+    new = {"eco": {"fit": {"seed": 0, "search": {"method": "scan", "early_stop": True}}}, "target": "t"}
+    old = {"eco": {"fit": {"seed": 0, "search": {"method": "scan"}}}, "target": "t"}
+    assert same_fit(old, new) and same_fit(new, {**new})
+    assert "early_stop" in new["eco"]["fit"]["search"]  # the signature itself is left as it was
+    assert not same_fit(old, {**new, "target": "other"})
+    assert not same_fit({"eco": {"fit": {"seed": 1, "search": {"method": "scan"}}}, "target": "t"}, new)
+    assert not same_fit({}, new) and not same_fit(None, new)

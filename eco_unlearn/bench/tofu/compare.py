@@ -44,7 +44,7 @@ from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_guarded, evaluate
 from .compare_report import plot_compare, table_rows
 from .run import PreparedModels, TofuRunConfig, bare_evaluations, config_dict, digest, tofu_eval_sets, prepare_models
 
-__all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "run_compare"]
+__all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "SPEED_ONLY", "run_compare", "same_fit"]
 
 Progress = Callable[[str, int, int], None]
 Record = Callable[[dict[str, Any]], None]
@@ -188,10 +188,34 @@ def _grid_seconds(points: list[dict[str, Any]], schedule: str) -> float:
     return float(sum(longest.values()))
 
 
+# Settings that change how fast ECO's fit runs, not which guard it fits (as paths into the seed's signature)
+SPEED_ONLY = (("eco", "fit", "search", "early_stop"),)
+
+
+def same_fit(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two ECO seed signatures ask for the same fit once the speed-only settings are set aside."""
+
+    def without(signature: dict[str, Any]) -> dict[str, Any]:
+        signature = json.loads(json.dumps(signature))
+        for *parents, key in SPEED_ONLY:
+            node = signature
+            for name in parents:
+                node = node.get(name, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node.pop(key, None)
+        return signature
+
+    return isinstance(a, dict) and isinstance(b, dict) and without(a) == without(b)
+
+
 def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits, reference: list[float],
               stored: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
     """ECO fitted with ``seed`` on the target (cached with its evaluation next to it; ``stored``: the seed's
-    record in an earlier ``compare.json`` for the same models, reused when it was made the same way)."""
+    record in an earlier ``compare.json`` for the same models, reused when it was made the same way).
+
+    A stored seed whose fit differs in speed-only settings (``SPEED_ONLY``) is fitted again, so that its cost
+    is measured as the code now runs; when that fit finds the same guard (the same strength and classifier
+    details), the stored evaluation is kept instead of evaluating the same guard again."""
     run = config.run
     eco = run.eco.seeded(seed)
     signature = _as_json({"eco": asdict(eco), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
@@ -208,20 +232,26 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
         with peak_memory() as memory:
             fit, details = fit_tofu_guard(model, tokenizer, splits, eco, chat=chat, limit=run.limit, progress=progress)
         seconds = {"fit": time.perf_counter() - began, **asdict(fit.report.seconds)}
-        bare = bare_evaluations({"target": target}, splits, run.evaluation, run.limit, parallel=False, progress=progress)["target"]
-        evaluation = evaluate_guarded(
-            GuardedModel(model, tokenizer, fit.guard), tofu_eval_sets(splits, chat, run.limit), bare, name=f"eco-seed{seed}",
-            retain_truth_ratios=reference, config=run.evaluation, progress=progress,
-        )
         record = {
             "signature": signature, "seed": seed, "seconds": seconds, "peak_rss_bytes": memory["peak_rss_bytes"],
-            "strength": fit.report.strength, "search": _search_record(fit.report),
-            "details": details, "evaluation": evaluation.to_dict(),
+            "strength": fit.report.strength, "search": _search_record(fit.report), "details": details,
         }
+        same_guard = (same_fit(stored.get("signature"), signature) and "summary" in stored
+                      and stored.get("strength") == fit.report.strength and stored.get("details") == _as_json(details))
+        if same_guard:
+            record["summary"] = stored["summary"]
+            record["evaluation_reused"] = "the stored seed's: a fit made as fast as the code now runs found the same guard"
+        else:
+            bare = bare_evaluations({"target": target}, splits, run.evaluation, run.limit, parallel=False, progress=progress)["target"]
+            record["evaluation"] = evaluate_guarded(
+                GuardedModel(model, tokenizer, fit.guard), tofu_eval_sets(splits, chat, run.limit), bare, name=f"eco-seed{seed}",
+                retain_truth_ratios=reference, config=run.evaluation, progress=progress,
+            ).to_dict()
         with atomic_dir(folder) as tmp:
             fit.guard.save(tmp / "guard")
             atomic_write_json(tmp / "eco.json", record)
-    record["summary"] = summarise(record["evaluation"]["items"], reference)
+    if "evaluation" in record:
+        record["summary"] = summarise(record["evaluation"]["items"], reference)
     return record
 
 
