@@ -35,7 +35,7 @@ def fit(
     tokens: Optional[str] = typer.Option(None, "--tokens", help="Tokens to corrupt: all_but_last, all, entities or people (names and lone surnames); default: entities when there are entities, else all_but_last."),
     token_fallback: str = typer.Option("all_but_last", "--token-fallback", help="entities/people: the tokens of a flagged prompt that names no one: all_but_last, all or none (left uncorrupted)."),
     strength: Optional[float] = typer.Option(None, "--strength", help="A fixed strength instead of a search."),
-    search: str = typer.Option("auto", "--search", help="auto, bisection, zeroth_order, scan or grid."),
+    search: str = typer.Option("auto", "--search", help="auto, bisection, zeroth_order, scan, bracket or grid."),
     budget: int = typer.Option(30, "--budget", min=2, help="Most guarded-model evaluations the search may make."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward pass of the strength search (default 16; large vocabularies such as Gemma's gain from 64)."),
     alpha: float = typer.Option(0.01, "--alpha", help="False-positive bound of the threshold."),

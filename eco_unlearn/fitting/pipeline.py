@@ -152,7 +152,7 @@ def fit_guard(
     model_fp = guarded.model_fingerprint  # the embedding matrix is hashed once per fit
 
     method = ("bisection" if obj.monotone else "zeroth_order") if search.method == "auto" else search.method
-    stop_early = search.early_stop and method in ("bisection", "scan")  # both decide on met / missed alone
+    stop_early = search.early_stop and method in ("bisection", "bracket", "scan")  # they decide on met / missed alone
 
     def search_with(selection: TokenSelection) -> SearchResult:
         def evaluate(value: float, stop_early: bool = stop_early) -> float:

@@ -13,12 +13,16 @@ Four methods over log-strength, each keeping the full trace of (strength, value)
   first that meets the target and bisects between it and the scan point below; when none meets, it
   refines around the best point. Unlike descent from the middle of the range, it cannot walk away from a
   region it never looked at, and its cost is bounded by the scan.
+* ``bracket``: ``scan``'s grid searched by bisection over its points first (about log2 of the points to
+  bracket the lowest that meets, where a scan evaluates every point up to it), then the same bisection;
+  for objectives that meet the target from some strength on, noisy below it. It falls back to the scan
+  when none of its probes meets.
 * ``grid``: evenly spaced in log-strength, for plots and sanity checks.
 
 Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice. An evaluation
 may stop early once the target is out of reach and return ``OutOfReach(bound)``, the best value the full
-evaluation could have given: the point is recorded as missing the target with ``exact=False``. ``bisection``
-and ``scan`` decide on met / missed alone, so their choices are those of full evaluations. All share
+evaluation could have given: the point is recorded as missing the target with ``exact=False``. ``bisection``,
+``bracket`` and ``scan`` decide on met / missed alone, so their choices are those of full evaluations. All share
 one keyword signature, ``(evaluate, *, low, high, goal, target, budget, integer, progress)`` plus options
 of their own, and are registered by name in ``SEARCHES``: ``budget`` is the most evaluations made (for
 ``grid``, the number of points).
@@ -36,7 +40,10 @@ from ..registry import Registry
 from .. import validation
 from .deprecated import KeyAccess
 
-__all__ = ["SEARCHES", "OutOfReach", "SearchError", "SearchPoint", "SearchResult", "bisection", "grid", "scan", "zeroth_order"]
+__all__ = [
+    "SEARCHES", "OutOfReach", "SearchError", "SearchPoint", "SearchResult", "bisection", "bracket", "grid", "scan",
+    "zeroth_order",
+]
 
 Evaluate = Callable[[float], float]
 Progress = Callable[[str, int, int], None]
@@ -215,6 +222,55 @@ def zeroth_order(
     return track.result()
 
 
+def _log_grid(low: float, high: float, count: int) -> tuple[list[float], float]:
+    """``count`` log-strengths evenly spaced from ``log(low)`` to ``log(high)``, and their spacing."""
+    lo, hi = math.log(low), math.log(high)
+    spacing = (hi - lo) / (count - 1)
+    return [lo + i * spacing for i in range(count)], spacing
+
+
+def _bisect_up(track: _Tracker, left: float, right: float, finest: float) -> None:
+    """Bisect (in log-strength) between a strength that misses (``left``) and one that meets (``right``)."""
+    while not track.exhausted and right - left > finest:
+        mid = (left + right) / 2
+        evaluated = len(track.trace)
+        if track(math.exp(mid)).met:
+            right = mid
+        else:
+            left = mid
+        if len(track.trace) == evaluated:
+            break  # rounded onto a strength evaluated already (integer corruptions)
+
+
+def _scan_up(track: _Tracker, xs: list[float], spacing: float, finest: float, bounds: tuple[float, float]) -> SearchResult:
+    """``scan`` over the grid ``xs`` on ``track`` (points it evaluated already cost nothing); the refinement
+    stays within ``bounds``, the range in log-strength."""
+    below = None
+    for x in xs:
+        if track.exhausted:
+            return track.result()
+        if track(math.exp(x)).met:
+            if below is not None:
+                _bisect_up(track, below, x, finest)
+            return track.result()
+        below = x
+    width = spacing / 2
+    while not track.exhausted and width > finest:
+        center = math.log(track.best().strength)
+        for x in (center - width, center + width):
+            if bounds[0] <= x <= bounds[1] and not track.exhausted:
+                track(math.exp(x))
+        width /= 2
+    return track.result()
+
+
+def _grid_options(low: float, high: float, points: int, rtol: float) -> float:
+    _check_range(low, high)
+    validation.integer(points, "points", minimum=2, what="an integer of at least 2", error=SearchError)
+    validation.number(rtol, "rtol", low=0, error=SearchError)
+    return math.log1p(rtol) if rtol > 0 else 1e-9
+
+
 @SEARCHES.register("scan")
 def scan(
     evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 30,
@@ -228,39 +284,43 @@ def scan(
     none meets, it evaluates the midpoints on either side of the best strength seen, halving the spacing
     each round. Either refinement stops once the spacing is below a factor of ``1 + rtol``.
     """
-    _check_range(low, high)
-    validation.integer(points, "points", minimum=2, what="an integer of at least 2", error=SearchError)
-    validation.number(rtol, "rtol", low=0, error=SearchError)
+    finest = _grid_options(low, high, points, rtol)
     track = _Tracker(evaluate, goal, target, budget, integer, "scan", progress)
-    lo, hi = math.log(low), math.log(high)
-    count = min(points, budget)
-    spacing = (hi - lo) / (count - 1)
-    finest = math.log1p(rtol) if rtol > 0 else 1e-9
-    below = None
-    for i in range(count):
-        x = lo + i * spacing
-        if track(math.exp(x)).met:
-            if below is None:
-                return track.result()
-            left, right = below, x
-            while not track.exhausted and right - left > finest:
-                mid = (left + right) / 2
-                evaluated = len(track.trace)
-                if track(math.exp(mid)).met:
-                    right = mid
-                else:
-                    left = mid
-                if len(track.trace) == evaluated:
-                    break  # rounded onto a strength evaluated already (integer corruptions)
-            return track.result()
-        below = x
-    width = spacing / 2
-    while not track.exhausted and width > finest:
-        center = math.log(track.best().strength)
-        for x in (center - width, center + width):
-            if lo <= x <= hi and not track.exhausted:
-                track(math.exp(x))
-        width /= 2
+    xs, spacing = _log_grid(low, high, min(points, budget))
+    return _scan_up(track, xs, spacing, finest, (math.log(low), math.log(high)))
+
+
+@SEARCHES.register("bracket")
+def bracket(
+    evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 30,
+    points: int = 8, rtol: float = 0.25, integer: bool = False, progress: Progress | None = None,
+) -> SearchResult:
+    """``scan``'s grid, searched by bisection over its points before it is scanned.
+
+    For objectives that meet the target from some strength on and wander below it (``match_reference``
+    on TOFU): the first probe is the grid's middle point, each next one the middle of the points that can
+    still hold the lowest that meets (above the highest miss, below the lowest hit), so the two neighbours
+    that bracket it take about ``log2(points)`` evaluations instead of a scan up to them; then it bisects
+    between them as ``scan`` does. Where the points a scan would pass miss and the points above the first
+    that meets meet, it chooses what ``scan`` chooses: in fewer evaluations when that point is above the
+    grid's lowest three (3 probes for 8 points where a scan spends 6 to reach its sixth point), in one or two
+    more when it is among them. When no probe meets, the grid's other points are scanned from the weakest up
+    (the probes' values reused) and ``scan``'s refinement follows.
+    """
+    finest = _grid_options(low, high, points, rtol)
+    track = _Tracker(evaluate, goal, target, budget, integer, "bracket", progress)
+    xs, spacing = _log_grid(low, high, min(points, budget))
+    miss, hit = -1, len(xs)
+    while hit - miss > 1 and not track.exhausted:
+        probe = (miss + hit) // 2
+        if track(math.exp(xs[probe])).met:
+            hit = probe
+        else:
+            miss = probe
+    if hit == len(xs):
+        return _scan_up(track, xs, spacing, finest, (math.log(low), math.log(high)))
+    if miss >= 0:
+        _bisect_up(track, xs[miss], xs[hit], finest)
     return track.result()
 
 

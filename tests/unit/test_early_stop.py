@@ -15,7 +15,7 @@ from eco_unlearn.errors import MetricError
 from eco_unlearn.fitting import FitConfig, SearchConfig, fit_guard
 from eco_unlearn.fitting.objectives import MatchReference, make_objective
 from eco_unlearn.fitting.pipeline import corrupt_every_prompt
-from eco_unlearn.fitting.search import OutOfReach, bisection, scan
+from eco_unlearn.fitting.search import OutOfReach, bisection, bracket, scan
 from eco_unlearn.metrics import forget_quality, forget_quality_bound
 from eco_unlearn.runtime.corruption import CorruptionSpec
 from eco_unlearn.runtime.tokens import TokenSelection
@@ -130,7 +130,7 @@ def test_a_search_records_stopped_evaluations_as_missed_bounds_and_chooses_as_wi
     def stopping(s):
         return OutOfReach(0.5) if s < 3.0 else 0.95  # a bound: more than the value, still missing 0.9
 
-    for search in (scan, bisection):
+    for search in (scan, bracket, bisection):
         plain = search(exact, low=0.01, high=100, goal="max", target=0.9, budget=30)
         early = search(stopping, low=0.01, high=100, goal="max", target=0.9, budget=30)
         assert early.strength == plain.strength and early.met and early.exact

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from eco_unlearn.errors import EcoUnlearnError
-from eco_unlearn.fitting.search import SEARCHES, SearchError, SearchResult, bisection, grid, scan, zeroth_order
+from eco_unlearn.fitting.search import SEARCHES, SearchError, SearchResult, bisection, bracket, grid, scan, zeroth_order
 
 
 class Counted:
@@ -50,7 +50,7 @@ def step(at: float):
 
 
 def test_registry_and_error_type():
-    assert SEARCHES == {"bisection": bisection, "zeroth_order": zeroth_order, "scan": scan, "grid": grid}
+    assert SEARCHES == {"bisection": bisection, "zeroth_order": zeroth_order, "scan": scan, "bracket": bracket, "grid": grid}
     assert issubclass(SearchError, EcoUnlearnError)
 
 
@@ -320,6 +320,70 @@ def test_scan_bad_options(points, rtol):
         scan(lambda s: s, low=0.1, high=1, goal="min", target=0.5, points=points, rtol=rtol)
 
 
+# ------------------------------------------------------------------------------------------ bracket
+
+
+def surrogate_like(first_met: float, seed: int):
+    """Noisy misses below ``first_met`` (values wander 0.15-0.7), hits from it on: TOFU's surrogate shape."""
+    rng = np.random.default_rng(seed)
+    noise = {}
+
+    def f(s):
+        if s >= first_met:
+            return 0.95
+        return noise.setdefault(s, float(rng.uniform(0.15, 0.7)))
+
+    return f
+
+
+@pytest.mark.parametrize("first_met", [0.2, 1.5, 13.0, 35.0, 41.1, 120.0, 400.0])
+def test_bracket_chooses_what_scan_chooses_in_fewer_evaluations_when_hits_stay_hits(first_met):
+    low, high = 0.135, 405.0
+    with deadline(10):
+        scanned = scan(Counted(surrogate_like(first_met, 0)), low=low, high=high, goal="max", target=0.9)
+        f = Counted(surrogate_like(first_met, 0))
+        found = bracket(f, low=low, high=high, goal="max", target=0.9)
+    assert found.met and found.strength == scanned.strength
+    assert found.evaluations <= scanned.evaluations + 2  # 3 probes where a scan meets at its first or second point
+    if first_met > 10:  # the sixth of 8 points or above: what TOFU's fit meets
+        assert found.evaluations <= scanned.evaluations - 2
+    f.assert_no_repeats()
+
+
+def test_bracket_probes_the_middle_first_and_halves():
+    f = Counted(step(3.0))
+    result = bracket(f, low=0.01, high=100, goal="min", target=0.5, points=5, rtol=0.05)
+    np.testing.assert_allclose(f.calls[:2], [1.0, 10.0], rtol=1e-12)  # the middle of 0.01..100, then above it
+    assert result.met and 3.0 <= result.strength <= 3.0 * 1.05
+
+
+def test_bracket_falls_back_to_the_scan_when_no_probe_meets():
+    low, high = 0.135, 405.0  # met only between 1 and 2: a window every probe of the bisection steps over
+    f = Counted(lambda s: 0.95 if 1.0 <= s <= 2.0 else 0.3)
+    with deadline(10):
+        found = bracket(f, low=low, high=high, goal="max", target=0.9)
+        scanned = scan(Counted(lambda s: 0.95 if 1.0 <= s <= 2.0 else 0.3), low=low, high=high, goal="max", target=0.9)
+    assert found.met and found.strength == scanned.strength
+    f.assert_no_repeats()
+
+
+def test_bracket_unreachable_target_refines_around_the_best_point_like_the_scan():
+    fn = lambda s: -abs(math.log(s) - math.log(2.0))  # noqa: E731
+    with deadline(10):
+        found = bracket(Counted(fn), low=0.01, high=100, goal="max", target=1.0, points=5, rtol=0.05)
+        scanned = scan(Counted(fn), low=0.01, high=100, goal="max", target=1.0, points=5, rtol=0.05)
+    assert not found.met and found.strength == pytest.approx(scanned.strength) and found.message
+
+
+@pytest.mark.parametrize("budget", [2, 3, 8, 11])
+def test_bracket_respects_the_budget(budget):
+    f = Counted(lambda s: math.sin(3 * math.log(s)))
+    with deadline(10):
+        result = bracket(f, low=0.01, high=10, goal="max", target=2.0, budget=budget)
+    assert result.evaluations == len(f.calls) <= budget
+    f.assert_no_repeats()
+
+
 # ------------------------------------------------------------------------------------------ grid
 
 
@@ -360,7 +424,7 @@ def test_grid_unmet_keeps_the_best_value():
 
 
 @pytest.mark.parametrize("low,high", [(0, 10), (-1, 10), (5, 5), (10, 1), (0.01, math.inf), (math.nan, 1), (0.1, math.nan)])
-@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "grid"])
+@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "bracket", "grid"])
 def test_bad_ranges(method, low, high):
     f = Counted(lambda s: s)
     with pytest.raises(SearchError, match="range"):
@@ -369,7 +433,7 @@ def test_bad_ranges(method, low, high):
 
 
 @pytest.mark.parametrize("budget", [0, 1, -3, 2.5, "10"])
-@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "grid"])
+@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "bracket", "grid"])
 def test_bad_budget(method, budget):
     with pytest.raises(SearchError, match="budget"):
         SEARCHES[method](lambda s: s, low=0.1, high=1, goal="min", target=0.5, budget=budget)
@@ -396,7 +460,7 @@ def test_every_search_takes_the_same_budget_keyword():
         assert 1 <= result.evaluations == len(f.calls) <= 5, method
 
 
-@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "grid"])
+@pytest.mark.parametrize("method", ["bisection", "zeroth_order", "scan", "bracket", "grid"])
 def test_bad_goal(method):
     with pytest.raises(SearchError, match="goal"):
         SEARCHES[method](lambda s: s, low=0.1, high=1, goal="maximise", target=0.5)

@@ -272,13 +272,23 @@ def test_a_run_stopped_before_it_redoes_a_method_keeps_that_method_in_the_table(
     assert [r["method"] for r in again.table] == [r["method"] for r in before]
 
 
-def test_a_seed_fitted_before_a_speed_only_setting_existed_asks_for_the_same_fit():
-    from eco_unlearn.bench.tofu.compare import same_fit
+def test_a_refit_with_other_search_settings_that_finds_the_same_strength_makes_the_same_guard():
+    from eco_unlearn.bench.tofu.compare import same_guard
 
-    new = {"eco": {"fit": {"seed": 0, "search": {"method": "scan", "early_stop": True}}}, "target": "t"}
-    old = {"eco": {"fit": {"seed": 0, "search": {"method": "scan"}}}, "target": "t"}
-    assert same_fit(old, new) and same_fit(new, {**new})
-    assert "early_stop" in new["eco"]["fit"]["search"]  # the signature itself is left as it was
-    assert not same_fit(old, {**new, "target": "other"})
-    assert not same_fit({"eco": {"fit": {"seed": 1, "search": {"method": "scan"}}}, "target": "t"}, new)
-    assert not same_fit({}, new) and not same_fit(None, new)
+    def signature(seed=0, method="bracket", tokens="all_but_last", alpha=0.01):
+        return {"eco": {"tokens": tokens, "fit": {"seed": seed, "calibration": {"alpha": alpha},
+                                                  "search": {"method": method, "early_stop": True}}}, "target": "t"}
+
+    stored = {"signature": signature(method="scan"), "strength": 35.6, "summary": {"forget_quality": 0.5}}
+    new = {"signature": signature(), "strength": 35.6, "tokens": "all_but_last"}
+    assert same_guard(stored, new)
+    assert "search" in new["signature"]["eco"]["fit"]  # the signatures themselves are left as they were
+    assert not same_guard(stored, {**new, "strength": 35.7})  # another strength
+    assert not same_guard(stored, {**new, "signature": signature(seed=1)})  # another classifier split
+    assert not same_guard(stored, {**new, "signature": signature(alpha=0.05)})  # another threshold
+    assert not same_guard(stored, {**new, "tokens": "all"})
+    assert not same_guard({k: v for k, v in stored.items() if k != "summary"}, new)  # nothing to reuse
+    assert not same_guard({}, new)
+    entities = {"signature": signature(method="scan", tokens="entities"), "strength": 35.6, "summary": {}}
+    assert not same_guard(entities, {**new, "signature": signature(tokens="entities")})  # which candidate won: unknown
+    assert same_guard({**entities, "tokens": "all_but_last"}, {**new, "signature": signature(tokens="entities")})

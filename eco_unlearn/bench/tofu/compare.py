@@ -44,7 +44,7 @@ from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_guarded, evaluate
 from .compare_report import plot_compare, table_rows
 from .run import PreparedModels, TofuRunConfig, bare_evaluations, config_dict, digest, tofu_eval_sets, prepare_models
 
-__all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "SPEED_ONLY", "run_compare", "same_fit"]
+__all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "run_compare", "same_guard"]
 
 Progress = Callable[[str, int, int], None]
 Record = Callable[[dict[str, Any]], None]
@@ -188,24 +188,27 @@ def _grid_seconds(points: list[dict[str, Any]], schedule: str) -> float:
     return float(sum(longest.values()))
 
 
-# Settings that change how fast ECO's fit runs, not which guard it fits (as paths into the seed's signature)
-SPEED_ONLY = (("eco", "fit", "search", "early_stop"),)
+def same_guard(stored: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Whether a new fit of an ECO seed (``record``) made the guard a stored one holds: the strength search
+    only picks the strength (and the token selection, among several candidates), so the same settings
+    outside the search, the same strength and the same token selection make the same guard."""
 
-
-def same_fit(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two ECO seed signatures ask for the same fit once the speed-only settings are set aside."""
-
-    def without(signature: dict[str, Any]) -> dict[str, Any]:
+    def outside_search(signature: Any) -> Any:
         signature = json.loads(json.dumps(signature))
-        for *parents, key in SPEED_ONLY:
-            node = signature
-            for name in parents:
-                node = node.get(name, {}) if isinstance(node, dict) else {}
-            if isinstance(node, dict):
-                node.pop(key, None)
+        if isinstance(signature, dict) and isinstance(signature.get("eco", {}).get("fit"), dict):
+            signature["eco"]["fit"].pop("search", None)
         return signature
 
-    return isinstance(a, dict) and isinstance(b, dict) and without(a) == without(b)
+    def tokens(entry: dict[str, Any]) -> Any:
+        if "tokens" in entry:
+            return entry["tokens"]
+        chosen = entry.get("signature", {}).get("eco", {}).get("tokens")  # a seed stored before "tokens" was
+        return None if chosen == "entities" else chosen  # recorded: "entities" had two candidates, which won is unknown
+
+    return (isinstance(stored, dict) and "summary" in stored and "signature" in stored
+            and outside_search(stored["signature"]) == outside_search(record["signature"])
+            and stored.get("strength") == record["strength"] and tokens(stored) is not None
+            and tokens(stored) == tokens(record))
 
 
 def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits, reference: list[float],
@@ -213,9 +216,9 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
     """ECO fitted with ``seed`` on the target (cached with its evaluation next to it; ``stored``: the seed's
     record in an earlier ``compare.json`` for the same models, reused when it was made the same way).
 
-    A stored seed whose fit differs in speed-only settings (``SPEED_ONLY``) is fitted again, so that its cost
-    is measured as the code now runs; when that fit finds the same guard (the same strength and classifier
-    details), the stored evaluation is kept instead of evaluating the same guard again."""
+    A stored seed fitted with other search settings is fitted again (its cost measured as the code now runs);
+    when that fit makes the same guard (``same_guard``), the stored evaluation is kept instead of evaluating
+    the same guard again."""
     run = config.run
     eco = run.eco.seeded(seed)
     signature = _as_json({"eco": asdict(eco), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
@@ -234,13 +237,12 @@ def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits
         seconds = {"fit": time.perf_counter() - began, **asdict(fit.report.seconds)}
         record = {
             "signature": signature, "seed": seed, "seconds": seconds, "peak_rss_bytes": memory["peak_rss_bytes"],
-            "strength": fit.report.strength, "search": _search_record(fit.report), "details": details,
+            "strength": fit.report.strength, "tokens": fit.report.corruption.tokens.strategy,
+            "search": _search_record(fit.report), "details": details,
         }
-        same_guard = (same_fit(stored.get("signature"), signature) and "summary" in stored
-                      and stored.get("strength") == fit.report.strength and stored.get("details") == _as_json(details))
-        if same_guard:
+        if same_guard(stored, record):
             record["summary"] = stored["summary"]
-            record["evaluation_reused"] = "the stored seed's: a fit made as fast as the code now runs found the same guard"
+            record["evaluation_reused"] = "the stored seed's: this fit, with other search settings, made the same guard"
         else:
             bare = bare_evaluations({"target": target}, splits, run.evaluation, run.limit, parallel=False, progress=progress)["target"]
             record["evaluation"] = evaluate_guarded(
