@@ -73,11 +73,11 @@ def forget_quality_bound(truth_ratios: Sequence[float], total: int, retain_truth
     """The highest forget quality that ``total`` truth ratios can reach when only the first ones are known.
 
     The other ``total - len(truth_ratios)`` values are placed where they bring the forget sample's empirical
-    distribution closest to the retain sample's (the least KS distance on the lattice of reachable distances,
-    found by bisection with the greedy placement that keeps every step within it); the KS p-value falls as
-    the distance grows (for fixed sample sizes), so no values the
-    unknown items could take give a higher forget quality. A strength search can stop scoring a strength once
-    this bound misses its target: the full evaluation would miss it too.
+    distribution closest to the retain sample's: the least KS distance reachable, found by bisection over
+    the distances' lattice (multiples of ``1 / lcm(n, m)``) with the greedy placement of ``_least_placement``.
+    The KS p-value falls as the distance grows (for fixed sample sizes), so no values the unknown items could
+    take give a higher forget quality. A strength search can stop scoring a strength once this bound misses
+    its target: the full evaluation would miss it too.
     """
     known = np.sort(np.asarray(truth_ratios, dtype=np.float64))
     reference = np.sort(np.asarray(retain_truth_ratios, dtype=np.float64))
@@ -89,30 +89,28 @@ def forget_quality_bound(truth_ratios: Sequence[float], total: int, retain_truth
     if k == n:
         return forget_quality(known, reference)
     support = np.unique(np.concatenate([known, reference]))
-    # Region 0 lies below every value, region j (j >= 1) from support[j - 1] up to the next value: the known
-    # forget values and the reference's share at or below it. The unknown values go at the support points
-    # (or below them all), so each region's forget ECDF is (counts + placed so far) / n.
-    counts = np.concatenate([[0], np.searchsorted(known, support, side="right")])
-    shares = np.concatenate([[0], np.searchsorted(reference, support, side="right")]) / m
-    distances = np.unique(np.abs(np.arange(n + 1)[:, None] / n - np.arange(m + 1)[None, :] / m))
-
-    def placement(distance: float) -> np.ndarray | None:
-        """How many unknown values lie up to each region (nondecreasing, all of them by the last) so that the
-        KS distance is at most ``distance``, the fewest at each step; None if no placement achieves it."""
-        low = np.maximum(np.ceil(n * (shares - distance) - counts - 1e-9), 0)
-        high = np.minimum(np.floor(n * (shares + distance) - counts + 1e-9), n - k)
-        low[-1] = max(low[-1], n - k)
-        placed = np.maximum.accumulate(low)
-        return placed if (placed <= high).all() else None
-
-    lo, hi = 0, distances.size - 1  # the largest distance (1) is always reachable
+    counts = np.searchsorted(known, support, side="right")  # known forget values at or below each point
+    shares = np.searchsorted(reference, support, side="right") / m  # the reference's ECDF there
+    lattice = math.lcm(n, m)
+    lo, hi = 0, lattice  # a distance of 1 is always reachable
     while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if placement(distances[mid]) is not None else (mid + 1, hi)
-    placed = placement(distances[lo]).astype(np.int64)
-    positions = np.concatenate([[support[0] - 1.0], support])
-    completion = np.repeat(positions, np.diff(np.concatenate([[0], placed])))
+        lo, hi = (lo, mid) if _least_placement(counts, shares, n, n - k, mid / lattice) is not None else (mid + 1, hi)
+    placed = _least_placement(counts, shares, n, n - k, lo / lattice)
+    completion = np.repeat(support, np.diff(np.concatenate([[0], placed])))
     return forget_quality(np.concatenate([known, completion]), reference)
+
+
+def _least_placement(counts: np.ndarray, shares: np.ndarray, n: int, unknown: int, distance: float) -> np.ndarray | None:
+    """How many of the ``unknown`` values to place at or below each support point (nondecreasing, all of them
+    by the last point) so that the forget ECDF, ``(counts + placed) / n``, stays within ``distance`` of the
+    reference's ``shares`` at every point: the fewest at each point, or None if no placement does. Below the
+    first point both ECDFs are 0 and nothing needs to go there."""
+    low = np.maximum(np.ceil(n * (shares - distance) - counts - 1e-9), 0)
+    high = np.minimum(np.floor(n * (shares + distance) - counts + 1e-9), unknown)
+    low[-1] = max(low[-1], unknown)
+    placed = np.maximum.accumulate(low)
+    return placed.astype(np.int64) if (placed <= high).all() else None
 
 
 def harmonic_mean(values: Sequence[float]) -> float:

@@ -3,9 +3,9 @@
 An objective holds its forget items and evaluates a guarded model on them with forward passes only.
 ``goal`` says whether lower (``"min"``) or higher (``"max"``) values are better; ``met(value)`` says
 whether the target is reached; ``monotone`` objectives get better as the corruption grows, which lets
-the search bisect. ``evaluate(model, stop_early=True)`` lets an objective that can bound its value from part
-of its items stop once the target is out of reach (``MatchReference`` does; the others score every item). Register your own with ``@register_objective("name")`` on a subclass of
-``Objective``.
+the search bisect. An objective with ``stops_early`` (``MatchReference``) takes ``evaluate(model,
+stop_early=True)``: it may stop once part of its items show the target is out of reach. Register your
+own with ``@register_objective("name")`` on a subclass of ``Objective``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Objective:
     name: ClassVar[str] = ""
     goal: ClassVar[str] = "min"
     monotone: ClassVar[bool] = True
+    stops_early: ClassVar[bool] = False  # True: evaluate() takes stop_early and may return OutOfReach
     needs: ClassVar[str] = "items"
 
     def __post_init__(self) -> None:
@@ -80,9 +81,7 @@ class Objective:
     def aggregate(self, values: np.ndarray) -> float:
         return float(np.mean(values))
 
-    def evaluate(self, model: "GuardedModel", *, stop_early: bool = False) -> float:
-        """The objective on ``model``. With ``stop_early`` an objective may return ``OutOfReach(bound)`` as
-        soon as part of its items show that the target cannot be met; this one scores every item."""
+    def evaluate(self, model: "GuardedModel") -> float:
         return self.aggregate(self.per_item(model))
 
     def met(self, value: float) -> bool:
@@ -268,6 +267,7 @@ class MatchReference(Objective):
     shared_prefix: bool = True  # score a question's answers with one prefill (score_shared); False: one row each
     chunk: int | None = None  # with stop_early: items scored between two checks of the bound (None: batch_size)
     monotone: ClassVar[bool] = False
+    stops_early: ClassVar[bool] = True
     goal: ClassVar[str] = "max"
     needs: ClassVar[str] = "the answers the statistic scores"
 
@@ -329,8 +329,9 @@ class MatchReference(Objective):
         evaluation stops once even the most favourable values of the unscored items would miss the target
         (``metrics.forget_quality_bound``), returning ``OutOfReach(bound)``: at a strength far from the
         reference's a few items suffice, and met or missed is decided as the full evaluation decides it. The
-        default chunk, ``batch_size``, is how the shared-prefix scorer batches the questions anyway, so the
-        values are those of a full evaluation to the last bit and nothing is slower when no chunk decides."""
+        default chunk, ``batch_size``, is how the shared-prefix scorer (and ``answer_prob``) batches the
+        questions anyway, so the values are those of a full evaluation to the last bit and nothing is slower
+        when no chunk decides. The chunks go through ``statistics``, not ``per_item``."""
         if not stop_early:
             return self.aggregate(self.per_item(model))
         reference = self._reference()

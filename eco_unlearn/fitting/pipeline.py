@@ -152,29 +152,31 @@ def fit_guard(
     model_fp = guarded.model_fingerprint  # the embedding matrix is hashed once per fit
 
     method = ("bisection" if obj.monotone else "zeroth_order") if search.method == "auto" else search.method
-    stop_early = search.early_stop and method in ("bisection", "bracket", "scan")  # they decide on met / missed alone
+    # these searches decide on met or missed alone; objectives that can bound their value may stop early
+    early = search.early_stop and obj.stops_early and method in ("bisection", "bracket", "scan")
+
+    def measure(guard: Guard | None, *, exact: bool = False) -> float:
+        guarded.attach(guard)
+        return obj.evaluate(guarded, stop_early=True) if early and not exact else obj.evaluate(guarded)
 
     def search_with(selection: TokenSelection) -> SearchResult:
-        def evaluate(value: float, stop_early: bool = stop_early) -> float:
-            guarded.attach(every_prompt_guard(CorruptionSpec(corruption, value, params), selection, model_fp, seed=seed))
-            return obj.evaluate(guarded, stop_early=stop_early)
+        def evaluate(value: float, *, exact: bool = False) -> float:
+            guard = every_prompt_guard(CorruptionSpec(corruption, value, params), selection, model_fp, seed=seed)
+            return measure(guard, exact=exact)
 
         if search.strength is not None:
             CorruptionSpec(corruption, search.strength, params).validate(model_fp.hidden_size)
-            value = evaluate(search.strength, stop_early=False)
+            value = evaluate(search.strength, exact=True)
             return SearchResult("fixed", float(search.strength), value, obj.met(value), obj.goal, obj.target)
         low, high, integer = default_strength_range(corruption, model)
         if search.strength_range is not None:
             low, high = search.strength_range
-        found = SEARCHES.get(method)(
+        return SEARCHES.get(method)(
             evaluate, low=low, high=high, goal=obj.goal, target=obj.target, budget=search.budget, integer=integer,
             progress=progress,
         )
-        if not found.exact:  # nothing met the target: the kept strength's value, not a bound on it
-            found.value, found.exact = float(evaluate(found.strength, stop_early=False)), True
-        return found
 
-    before = obj.baseline if obj.baseline is not None else obj.evaluate(guarded, stop_early=search.early_stop)
+    before = obj.baseline if obj.baseline is not None else measure(None)
     before_exact = not isinstance(before, OutOfReach)
     tried: list[TokenTrial] = []
     chosen: tuple[TokenSelection, SearchResult] | None = None

@@ -1,6 +1,6 @@
 """Strength search: find the corruption strength that meets an objective, with forward passes only.
 
-Four methods over log-strength, each keeping the full trace of (strength, value):
+Five methods over log-strength, each keeping the full trace of (strength, value):
 
 * ``bisection``: for objectives that improve monotonically with strength. It brackets the smallest
   strength that meets the target and halves the bracket geometrically: the least corruption that
@@ -15,17 +15,21 @@ Four methods over log-strength, each keeping the full trace of (strength, value)
   region it never looked at, and its cost is bounded by the scan.
 * ``bracket``: ``scan``'s grid searched by bisection over its points first (about log2 of the points to
   bracket the lowest that meets, where a scan evaluates every point up to it), then the same bisection;
-  for objectives that meet the target from some strength on, noisy below it. It falls back to the scan
-  when none of its probes meets.
+  for objectives that miss the target at weak strengths and meet it above some strength (over a window
+  at least as wide as the grid's spacing). It falls back to the scan when none of its probes meets.
 * ``grid``: evenly spaced in log-strength, for plots and sanity checks.
 
-Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice. An evaluation
-may stop early once the target is out of reach and return ``OutOfReach(bound)``, the best value the full
-evaluation could have given: the point is recorded as missing the target with ``exact=False``. ``bisection``,
-``bracket`` and ``scan`` decide on met / missed alone, so their choices are those of full evaluations. All share
-one keyword signature, ``(evaluate, *, low, high, goal, target, budget, integer, progress)`` plus options
-of their own, and are registered by name in ``SEARCHES``: ``budget`` is the most evaluations made (for
-``grid``, the number of points).
+Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice, but for one
+case: an evaluation may stop early once the target is out of reach and return ``OutOfReach(bound)``, the
+best value the full evaluation could have given. The point is recorded as missing the target with
+``exact=False``; ``bisection``, ``bracket`` and ``scan`` decide on met or missed alone, and where they need
+a value (the best point when nothing meets) the tracker asks for it in full, ``evaluate(strength,
+exact=True)``, so their choices are those of full evaluations. An ``evaluate`` that returns
+``OutOfReach`` must take that keyword; ``zeroth_order`` and ``grid`` ask for every value in full. All
+share one keyword signature, ``(evaluate, *, low, high, goal, target, budget, integer, progress)`` plus
+options of their own, and are registered by name in ``SEARCHES``: ``budget`` is the most evaluations
+made (for ``grid``, the number of points), repeated ones included but for the final value of the kept
+strength, which is made exact whatever is left of the budget.
 """
 
 from __future__ import annotations
@@ -68,7 +72,8 @@ class SearchPoint:
 
 @dataclass
 class SearchResult(KeyAccess):
-    """The chosen strength, its value, whether it meets the target, and every evaluation made."""
+    """The chosen strength, its exact value, whether it meets the target, and the trace of every strength
+    evaluated (``repeated``: evaluations made again in full after stopping early)."""
 
     method: str
     strength: float
@@ -78,11 +83,11 @@ class SearchResult(KeyAccess):
     target: float
     trace: list[SearchPoint] = field(default_factory=list)
     message: str = ""
-    exact: bool = True  # False: ``value`` is the bound of an evaluation that stopped early
+    repeated: int = 0
 
     @property
     def evaluations(self) -> int:
-        return len(self.trace)
+        return len(self.trace) + self.repeated
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,22 +96,26 @@ class SearchResult(KeyAccess):
 
 
 class _Tracker:
-    """Evaluates strengths (rounded for integer corruptions), caches them and keeps the trace."""
+    """Evaluates strengths (rounded for integer corruptions), caches them and keeps the trace. With
+    ``decisions``, a search that reads only met or missed, evaluations that stop early stay bounds (see the
+    module docstring); without it, a bound is evaluated again in full at once."""
 
-    def __init__(self, evaluate: Evaluate, goal: str, target: float, budget: int, integer: bool, method: str, progress: Progress | None):
+    def __init__(self, evaluate: Evaluate, goal: str, target: float, budget: int, integer: bool, method: str,
+                 progress: Progress | None, *, decisions: bool = False):
         validation.one_of(goal, "goal", ("min", "max"), error=SearchError)
         validation.integer(budget, "the evaluation budget", minimum=2, what="an integer of at least 2", error=SearchError)
         self.evaluate, self.goal, self.target, self.budget = evaluate, goal, target, budget
-        self.integer, self.method, self.progress = integer, method, progress
+        self.integer, self.method, self.progress, self.decisions = integer, method, progress, decisions
         self.trace: list[SearchPoint] = []
         self.cache: dict[float, SearchPoint] = {}
+        self.repeated = 0
 
     def met(self, value: float) -> bool:
         return value <= self.target if self.goal == "min" else value >= self.target
 
     @property
     def exhausted(self) -> bool:
-        return len(self.trace) >= self.budget
+        return len(self.trace) + self.repeated >= self.budget
 
     def __call__(self, strength: float) -> SearchPoint:
         if self.integer:
@@ -115,34 +124,59 @@ class _Tracker:
             return self.cache[strength]
         if self.progress:
             self.progress(f"{self.method}: strength {strength:.4g}", len(self.trace), self.budget)
-        returned = self.evaluate(strength)
-        exact = not isinstance(returned, OutOfReach)
-        value = float(returned)
-        point = SearchPoint(strength, value, self.met(value) and exact, exact)
-        self.cache[strength] = point
+        point = self._point(strength, self.evaluate(strength))
         self.trace.append(point)
-        if self.progress:
-            self.progress(f"{self.method}: strength {strength:.4g} -> {value:.4g}", len(self.trace), self.budget)
+        self.cache[strength] = point
+        self._report(point)
+        if not point.exact and not self.decisions:
+            point = self._in_full(point)
         return point
 
+    def _point(self, strength: float, returned: float) -> SearchPoint:
+        exact = not isinstance(returned, OutOfReach)
+        return SearchPoint(strength, float(returned), exact and self.met(float(returned)), exact)
+
+    def _report(self, point: SearchPoint) -> None:
+        if self.progress:
+            bound = f"{'>=' if self.goal == 'min' else '<='} " if not point.exact else ""
+            shown = f"{bound}{point.value:.4g}" + (" (stopped early)" if bound else "")
+            self.progress(f"{self.method}: strength {point.strength:.4g} -> {shown}", len(self.trace) + self.repeated, self.budget)
+
+    def _in_full(self, point: SearchPoint) -> SearchPoint:
+        """``point``'s strength evaluated again in full; the trace holds the exact point in its place."""
+        self.repeated += 1
+        exact = self._point(point.strength, self.evaluate(point.strength, exact=True))
+        if not exact.exact:
+            raise SearchError("evaluate(strength, exact=True) must not stop early")
+        self.trace[next(i for i, p in enumerate(self.trace) if p is point)] = exact
+        self.cache[point.strength] = exact
+        self._report(exact)
+        return exact
+
     def best(self) -> SearchPoint:
-        """The least strength that meets the target; else the best value (the least strength on ties; exact
-        values before bounds)."""
+        """The least strength that meets the target; else the best value (the least strength on ties),
+        evaluating in full the bounds that could beat it."""
         met = [p for p in self.trace if p.met]
         if met:
             return min(met, key=lambda p: p.strength)
         sign = 1 if self.goal == "min" else -1
-        return min(self.trace, key=lambda p: (not p.exact, sign * p.value, p.strength))
+        while True:
+            top = min(self.trace, key=lambda p: (sign * p.value, p.strength))
+            if top.exact:
+                return top
+            self._in_full(top)  # a bound is at least as good as its value: it may hide the best point
 
     def result(self, message: str = "") -> SearchResult:
         best = self.best()
         if not best.met and not message:
             message = (
                 f"the target ({'<=' if self.goal == 'min' else '>='} {self.target:.3g}) was not reached in "
-                f"{len(self.trace)} evaluations; keeping the best strength found ({best.strength:.4g}, value {best.value:.4g})"
+                f"{len(self.trace) + self.repeated} evaluations; keeping the best strength found ({best.strength:.4g}, "
+                f"value {best.value:.4g})"
             )
         return SearchResult(
-            self.method, best.strength, best.value, best.met, self.goal, self.target, list(self.trace), message, best.exact
+            self.method, best.strength, best.value, best.met, self.goal, self.target, list(self.trace), message,
+            self.repeated,
         )
 
 
@@ -166,7 +200,7 @@ def bisection(
     """
     _check_range(low, high)
     validation.number(rtol, "rtol", low=0, error=SearchError)
-    track = _Tracker(evaluate, goal, target, budget, integer, "bisection", progress)
+    track = _Tracker(evaluate, goal, target, budget, integer, "bisection", progress, decisions=True)
     if not track(high).met:
         return track.result(f"even the largest strength in the range ({high:.4g}) misses the target; widen the range or pick another corruption")
     if track(low).met:
@@ -264,7 +298,8 @@ def _scan_up(track: _Tracker, xs: list[float], spacing: float, finest: float, bo
     return track.result()
 
 
-def _grid_options(low: float, high: float, points: int, rtol: float) -> float:
+def _finest_step(low: float, high: float, points: int, rtol: float) -> float:
+    """The grid searches' options checked; the smallest log-strength step their refinements take."""
     _check_range(low, high)
     validation.integer(points, "points", minimum=2, what="an integer of at least 2", error=SearchError)
     validation.number(rtol, "rtol", low=0, error=SearchError)
@@ -284,8 +319,8 @@ def scan(
     none meets, it evaluates the midpoints on either side of the best strength seen, halving the spacing
     each round. Either refinement stops once the spacing is below a factor of ``1 + rtol``.
     """
-    finest = _grid_options(low, high, points, rtol)
-    track = _Tracker(evaluate, goal, target, budget, integer, "scan", progress)
+    finest = _finest_step(low, high, points, rtol)
+    track = _Tracker(evaluate, goal, target, budget, integer, "scan", progress, decisions=True)
     xs, spacing = _log_grid(low, high, min(points, budget))
     return _scan_up(track, xs, spacing, finest, (math.log(low), math.log(high)))
 
@@ -303,12 +338,12 @@ def bracket(
     that bracket it take about ``log2(points)`` evaluations instead of a scan up to them; then it bisects
     between them as ``scan`` does. Where the points a scan would pass miss and the points above the first
     that meets meet, it chooses what ``scan`` chooses: in fewer evaluations when that point is above the
-    grid's lowest three (3 probes for 8 points where a scan spends 6 to reach its sixth point), in one or two
-    more when it is among them. When no probe meets, the grid's other points are scanned from the weakest up
+    grid's lowest three (3 probes for 8 points where a scan spends 6 to reach its sixth point), in as many at
+    the third, one or two more at the first two. Where two separate windows meet, it may keep the higher. When no probe meets, the grid's other points are scanned from the weakest up
     (the probes' values reused) and ``scan``'s refinement follows.
     """
-    finest = _grid_options(low, high, points, rtol)
-    track = _Tracker(evaluate, goal, target, budget, integer, "bracket", progress)
+    finest = _finest_step(low, high, points, rtol)
+    track = _Tracker(evaluate, goal, target, budget, integer, "bracket", progress, decisions=True)
     xs, spacing = _log_grid(low, high, min(points, budget))
     miss, hit = -1, len(xs)
     while hit - miss > 1 and not track.exhausted:

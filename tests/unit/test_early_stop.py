@@ -5,6 +5,7 @@ that chooses the same strength with and without it."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -123,27 +124,80 @@ def test_chunk_must_be_a_positive_integer():
 # ------------------------------------------------------------------------------------------ the searches
 
 
-def test_a_search_records_stopped_evaluations_as_missed_bounds_and_chooses_as_with_full_ones():
-    def exact(s):
+def stopping(values):
+    """An evaluation that stops early where the full value misses 0.9: a bound above the value, halfway to 1."""
+
+    def evaluate(s, exact=False):
+        value = values(s)
+        return value if exact or value >= 0.9 else OutOfReach((value + 1.0) / 2)
+
+    return evaluate
+
+
+@pytest.mark.parametrize("search", [scan, bracket, bisection])
+def test_a_search_records_stopped_evaluations_as_missed_bounds_and_chooses_as_with_full_ones(search):
+    def values(s):
         return 0.95 if s >= 3.0 else 0.2
 
-    def stopping(s):
-        return OutOfReach(0.5) if s < 3.0 else 0.95  # a bound: more than the value, still missing 0.9
-
-    for search in (scan, bracket, bisection):
-        plain = search(exact, low=0.01, high=100, goal="max", target=0.9, budget=30)
-        early = search(stopping, low=0.01, high=100, goal="max", target=0.9, budget=30)
-        assert early.strength == plain.strength and early.met and early.exact
-        assert [p.strength for p in early.trace] == [p.strength for p in plain.trace]
-        assert all(p.exact == p.met for p in early.trace)
+    plain = search(values, low=0.01, high=100, goal="max", target=0.9, budget=30)
+    early = search(stopping(values), low=0.01, high=100, goal="max", target=0.9, budget=30)
+    assert early.met and (early.strength, early.value) == (plain.strength, plain.value)
+    assert [p.strength for p in early.trace] == [p.strength for p in plain.trace] and early.repeated == 0
+    assert all(p.exact == p.met for p in early.trace)
 
 
-def test_when_nothing_meets_an_exact_value_is_kept_before_a_bound():
-    def value(s):
-        return OutOfReach(0.8) if s < 0.1 else 0.3 if s < 10 else OutOfReach(0.7)
+@pytest.mark.parametrize("search", [scan, bracket])
+def test_when_nothing_meets_the_bounds_that_could_be_best_are_evaluated_in_full(search):
+    """Bounds overstate the values, and not in their order: the refinement must still centre where full
+    evaluations put it, and the kept value must be exact."""
+    def values(s):
+        return 0.8 - 0.1 * abs(math.log10(s) - 0.3)  # peak at 2, never 0.9
 
-    result = scan(value, low=0.01, high=100, goal="max", target=0.9, points=3, budget=3)
-    assert not result.met and result.strength == pytest.approx(1.0) and result.exact and result.value == 0.3
+    plain = search(values, low=0.01, high=100, goal="max", target=0.9, points=5, rtol=0.05, budget=30)
+    calls = []
+
+    def evaluate(s, exact=False):
+        calls.append(exact)
+        value = values(s)
+        return value if exact else OutOfReach(0.899 - 0.01 * value)  # valid bounds (>= value, < 0.9), in reverse order
+
+    early = search(evaluate, low=0.01, high=100, goal="max", target=0.9, points=5, rtol=0.05, budget=30)
+    assert not early.met and (early.strength, early.value) == (plain.strength, plain.value)
+    assert [p.strength for p in early.trace] == [p.strength for p in plain.trace]
+    assert early.repeated == sum(calls) > 0 and early.evaluations == len(calls) <= 30
+    assert str(round(early.value, 4)) in early.message  # the message quotes the exact value, not a bound
+
+
+def test_searches_that_need_values_get_every_one_in_full():
+    from eco_unlearn.fitting.search import zeroth_order
+
+    def values(s):
+        return -abs(math.log(s) - math.log(2.0))
+
+    early = zeroth_order(stopping(lambda s: values(s)), low=0.01, high=100, goal="max", target=0.0, budget=12)
+    plain = zeroth_order(values, low=0.01, high=100, goal="max", target=0.0, budget=12)
+    assert [(p.strength, p.value) for p in early.trace] == [(p.strength, p.value) for p in plain.trace]
+    assert all(p.exact for p in early.trace)
+
+
+def test_an_objective_without_early_stopping_keeps_its_own_evaluate(model, tok):
+    """A user's objective that overrides evaluate(model) works under the default early_stop=True."""
+    from eco_unlearn.fitting.objectives import Objective
+
+    class Constant(Objective):
+        goal = "min"
+
+        def default_target(self):
+            return 0.5
+
+        def evaluate(self, model):
+            return 0.1
+
+    items = [PromptItem(f"Who is Harry Potter {i}?", answer="A wizard.") for i in range(4)]
+    config = FitConfig(chat=False, search=SearchConfig(method="scan", strength_range=(0.01, 1.0)))
+    report = fit_guard(model, tok, items, config=config, classifier=KeywordClassifier(["Harry Potter"]),
+                       objective=Constant(items)).report
+    assert report.search.met and report.objective.before == 0.1 and report.objective.before_exact
 
 
 # ------------------------------------------------------------------------------------------ a real fit
@@ -188,6 +242,6 @@ def test_a_fit_that_meets_nothing_reports_the_exact_value_of_the_strength_it_kee
     objective = StrengthDriven(items, reference_values=[-5.0] * 24, chat=False, target=0.9, chunk=4)  # unreachable
     config = FitConfig(chat=False, search=SearchConfig(method="scan", strength_range=(0.01, 1000.0), budget=6))
     report = fit_guard(model, tok, items, config=config, classifier=KeywordClassifier(["Harry Potter"]), objective=objective).report
-    assert not report.search.met and report.search.exact and not report.met
+    assert not report.search.met and not report.met and report.search.repeated >= 1
     assert report.objective.after == forget_quality(objective.per_item(corrupt_every_prompt(
         model, tok, CorruptionSpec("gaussian_first_n", report.strength), TokenSelection("all_but_last"))), [-5.0] * 24)

@@ -69,7 +69,7 @@ def test_the_reports_json_has_the_keys_it_always_had(model, tok):
         "met_end_to_end", "before_exact",  # new keys go last
     ]
     assert list(data["search"]) == [
-        "method", "strength", "value", "met", "goal", "target", "trace", "message", "exact", "evaluations",
+        "method", "strength", "value", "met", "goal", "target", "trace", "message", "repeated", "evaluations",
     ]
     assert list(data["search"]["trace"][0]) == ["strength", "value", "met", "exact"]
     assert list(data["corruption"]) == ["name", "params", "tokens"]

@@ -92,7 +92,7 @@ def test_the_end_to_end_check_is_not_scored_again_when_every_forget_prompt_is_fl
 
     items = [Item(f"Who is Harry Potter {i}?", answer="A wizard.", paraphrased_answer="A wizard boy.",
                   perturbed_answers=("A dog.", "A cat.")) for i in range(4)]
-    config = FitConfig(chat=False, search=SearchConfig(strength=0.5, early_stop=False))  # per_item scores each time
+    config = FitConfig(chat=False, search=SearchConfig(strength=0.5))
 
     def fit(keyword):
         objective = make_objective("match_reference", items, reference_values=[1.0, 2.0], chat=False)

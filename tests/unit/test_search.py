@@ -375,6 +375,16 @@ def test_bracket_unreachable_target_refines_around_the_best_point_like_the_scan(
     assert not found.met and found.strength == pytest.approx(scanned.strength) and found.message
 
 
+def test_bracket_may_keep_the_higher_of_two_windows_that_meet():
+    """Documented behaviour: two separate windows that meet, the bisection's probes land in the upper one."""
+    low, high = 0.135, 405.0  # grid 0.135, 0.42, 1.33, 4.17, 13.1, 41.1, 129, 405
+    fn = lambda s: 0.95 if 1.0 <= s <= 2.0 or 30 <= s <= 60 else 0.3  # noqa: E731
+    with deadline(10):
+        found = bracket(Counted(fn), low=low, high=high, goal="max", target=0.9)
+        scanned = scan(Counted(fn), low=low, high=high, goal="max", target=0.9)
+    assert found.met and scanned.met and 1.0 <= scanned.strength <= 2.0 and 30 <= found.strength <= 60
+
+
 @pytest.mark.parametrize("budget", [2, 3, 8, 11])
 def test_bracket_respects_the_budget(budget):
     f = Counted(lambda s: math.sin(3 * math.log(s)))

@@ -192,23 +192,27 @@ def same_guard(stored: dict[str, Any], record: dict[str, Any]) -> bool:
     """Whether a new fit of an ECO seed (``record``) made the guard a stored one holds: the strength search
     only picks the strength (and the token selection, among several candidates), so the same settings
     outside the search, the same strength and the same token selection make the same guard."""
-
-    def outside_search(signature: Any) -> Any:
-        signature = json.loads(json.dumps(signature))
-        if isinstance(signature, dict) and isinstance(signature.get("eco", {}).get("fit"), dict):
-            signature["eco"]["fit"].pop("search", None)
-        return signature
-
-    def tokens(entry: dict[str, Any]) -> Any:
-        if "tokens" in entry:
-            return entry["tokens"]
-        chosen = entry.get("signature", {}).get("eco", {}).get("tokens")  # a seed stored before "tokens" was
-        return None if chosen == "entities" else chosen  # recorded: "entities" had two candidates, which won is unknown
-
     return (isinstance(stored, dict) and "summary" in stored and "signature" in stored
-            and outside_search(stored["signature"]) == outside_search(record["signature"])
-            and stored.get("strength") == record["strength"] and tokens(stored) is not None
-            and tokens(stored) == tokens(record))
+            and _outside_search(stored["signature"]) == _outside_search(record["signature"])
+            and stored.get("strength") == record["strength"]
+            and _chosen_tokens(stored) is not None and _chosen_tokens(stored) == _chosen_tokens(record))
+
+
+def _outside_search(signature: Any) -> Any:
+    """An ECO seed's signature without its strength search's settings."""
+    signature = json.loads(json.dumps(signature))
+    if isinstance(signature, dict) and isinstance(signature.get("eco", {}).get("fit"), dict):
+        signature["eco"]["fit"].pop("search", None)
+    return signature
+
+
+def _chosen_tokens(entry: dict[str, Any]) -> str | None:
+    """The token selection an ECO seed's fit kept; for a seed stored before it was recorded, the one it had
+    (None for "entities", which tried two: which won is not known)."""
+    if "tokens" in entry:
+        return entry["tokens"]
+    chosen = entry.get("signature", {}).get("eco", {}).get("tokens")
+    return None if chosen == "entities" else chosen
 
 
 def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits, reference: list[float],

@@ -46,10 +46,12 @@ def format_items(items: Sequence[PromptItem], chat: bool) -> list[PromptItem]:
 
 def tofu_fit_config(**changes: Any) -> FitConfig:
     """TOFU's fit settings: ``match_reference`` up to a KS p-value of 0.9, found by a ``bracket`` search of a
-    log-spaced grid over the range (the surrogate is neither monotone nor smooth below the strengths that meet
-    it: descent from the middle of the range followed its noise away from them in one seed of three; above
-    the first that meets, the grid's points meet too, so bisecting over the grid finds the scan's point in 3
-    evaluations where the scan from the weakest up spends 6 or 7); ``changes`` as ``FitConfig.updated`` takes them."""
+    log-spaced grid over the range. The surrogate is neither monotone nor smooth: it wanders well below the
+    target at weak strengths (descent from the middle of the range followed that noise away in one seed of
+    three), meets it in a window, and falls again where the noise overshoots. The bracket's probes (the 4th
+    of 8 points, the 6th, then the 5th or the 7th) reach the point the scan from the weakest up stops at in 3
+    evaluations where the scan spends 6 or 7, and when none of them meets it scans the rest; ``changes`` as
+    ``FitConfig.updated`` takes them."""
     config = FitConfig(search=SearchConfig(method="bracket", objective="match_reference", target=0.9))
     return config.updated(**changes) if changes else config
 
