@@ -295,11 +295,12 @@ def test_scan_unmet_refines_around_the_best_point():
     f.assert_no_repeats()
 
 
+@pytest.mark.parametrize("search", [scan, bracket])
 @pytest.mark.parametrize("budget", [2, 3, 8, 11])
-def test_scan_respects_the_budget(budget):
+def test_scan_and_bracket_respect_the_budget(search, budget):
     f = Counted(lambda s: math.sin(3 * math.log(s)))
     with deadline(10):
-        result = scan(f, low=0.01, high=10, goal="max", target=2.0, budget=budget)
+        result = search(f, low=0.01, high=10, goal="max", target=2.0, budget=budget)
     assert result.evaluations == len(f.calls) <= budget
     assert result.value == max(p.value for p in result.trace)
     f.assert_no_repeats()
@@ -384,14 +385,6 @@ def test_bracket_may_keep_the_higher_of_two_windows_that_meet():
         scanned = scan(Counted(fn), low=low, high=high, goal="max", target=0.9)
     assert found.met and scanned.met and 1.0 <= scanned.strength <= 2.0 and 30 <= found.strength <= 60
 
-
-@pytest.mark.parametrize("budget", [2, 3, 8, 11])
-def test_bracket_respects_the_budget(budget):
-    f = Counted(lambda s: math.sin(3 * math.log(s)))
-    with deadline(10):
-        result = bracket(f, low=0.01, high=10, goal="max", target=2.0, budget=budget)
-    assert result.evaluations == len(f.calls) <= budget
-    f.assert_no_repeats()
 
 
 # ------------------------------------------------------------------------------------------ grid
