@@ -53,7 +53,7 @@ def test_defaults():
         (lambda: ClassifierConfig(test_fraction=True), ItemsError, "test_fraction must lie in"),
         (lambda: CalibrationConfig(alpha=1.5), CalibrationError, r"alpha must lie in \(0, 1\), not 1.5"),
         (lambda: CalibrationConfig(alpha="0.1"), CalibrationError, "alpha must lie in"),
-        (lambda: SearchConfig(method="newton"), SearchError, "unknown search 'newton'; choose auto, bisection, zeroth_order, scan, grid"),
+        (lambda: SearchConfig(method="newton"), SearchError, "unknown search 'newton'; choose auto, bisection, zeroth_order, scan, bracket, grid"),
         (lambda: SearchConfig(budget=1), SearchError, "the evaluation budget must be an integer of at least 2, not 1"),
         (lambda: SearchConfig(budget=True), SearchError, "the evaluation budget must be an integer of at least 2"),
         (lambda: SearchConfig(budget=2.5), SearchError, "the evaluation budget must be an integer of at least 2"),
