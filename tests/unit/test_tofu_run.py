@@ -186,7 +186,7 @@ def test_an_unknown_token_selection_or_statistic_is_refused_before_any_work():
 
 def test_fit_tofu_guard_fits_with_one_fit_config_and_stores_it(model, tok):
     config = EcoTofuConfig(fit=tofu_fit_config(search__budget=3, seed=2))
-    assert (config.fit.search.method, config.fit.search.objective, config.fit.search.target) == ("scan", "match_reference", 0.9)
+    assert (config.fit.search.method, config.fit.search.objective, config.fit.search.target) == ("bracket", "match_reference", 0.9)
     fit, details = fit_tofu_guard(model, tok, synthetic_splits(), config, chat=False)
     stored = FitConfig.from_dict(fit.guard.metadata["fit_config"])
     assert (stored.name, stored.seed, stored.chat, stored.search.budget) == ("tofu-forget01", 2, False, 3)
