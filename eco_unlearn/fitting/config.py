@@ -91,7 +91,8 @@ class SearchConfig:
       corruption that meets the target, in a handful of evaluations), ``"zeroth_order"`` (no monotonicity
       needed), ``"scan"`` (a coarse scan from the weakest strength up, then a refinement: for rugged
       objectives over a wide range), ``"bracket"`` (the scan's grid bisected over its points first: for
-      objectives that meet the target from some strength on, noisy below it), ``"grid"``; ``"auto"`` bisects monotone objectives and descends the others.
+      objectives that meet the target from some strength on, noisy below it), ``"grid"``; ``"auto"``
+      bisects monotone objectives and descends the others.
     * ``budget`` (30): the most evaluations of the guarded model per token candidate (a grid's points);
       bisection usually needs fewer than 15, zeroth-order descent uses more.
     * ``strength`` (None): a fixed strength, measured once instead of searched.
@@ -102,8 +103,8 @@ class SearchConfig:
     * ``target`` (None): the objective's target; None: the objective's own default.
     * ``objective_options`` ({}): further options of the objective, JSON values (e.g. ``{"metric":
       "rouge_l"}``); objects such as ``reference_items`` go in an ``Objective`` given to ``fit_guard``.
-    * ``early_stop`` (True): ``bisection``, ``bracket`` and ``scan`` decide on met or missed alone, so an evaluation may
-      stop as soon as the objective can tell its target is out of reach (``match_reference`` bounds its KS
+    * ``early_stop`` (True): ``bisection``, ``bracket`` and ``scan`` decide on met or missed alone, so an
+      evaluation may stop as soon as the objective can tell its target is out of reach (``match_reference`` bounds its KS
       p-value from part of the items). The same strengths are chosen; the trace then holds bounds for the
       strengths that missed. False scores every item of every evaluation.
     """

@@ -17,7 +17,9 @@ import numpy as np
 
 from ..errors import ObjectiveError
 from ..data.items import PromptItem
-from ..metrics import answer_probability, contains_answer, forget_quality, forget_quality_bound, rouge_l_recall, truth_ratio
+from ..metrics import (
+    answer_probability, contains_answer, forget_quality, forget_quality_bound, rouge_l_recall, truth_ratio,
+)
 from ..registry import Registry
 from .search import OutOfReach
 
@@ -276,7 +278,8 @@ class MatchReference(Objective):
             raise ObjectiveError(f"match_reference statistic must be 'answer_prob' or 'truth_ratio', not {self.statistic!r}")
         if (self.reference_values is None) == (self.reference_items is None):
             raise ObjectiveError("match_reference needs exactly one of reference_values or reference_items")
-        if self.chunk is not None and (not isinstance(self.chunk, int) or isinstance(self.chunk, bool) or self.chunk < 1):
+        chunk = self.chunk
+        if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
             raise ObjectiveError(f"match_reference chunk must be a positive integer or None, not {self.chunk!r}")
         super().__post_init__()
         if self.reference_items is not None:

@@ -27,7 +27,7 @@ from .config import FitConfig, SearchConfig
 from .deprecated import apply_keywords
 from .objectives import Objective, make_objective
 from .report import ClassifierInfo, CorruptionChoice, FitReport, FitResult, FitSeconds, ObjectiveValues, TokenTrial
-from .search import SEARCHES, OutOfReach, SearchResult
+from .search import DECIDING, SEARCHES, OutOfReach, SearchResult
 from .verdict import verdict
 
 __all__ = [
@@ -152,8 +152,7 @@ def fit_guard(
     model_fp = guarded.model_fingerprint  # the embedding matrix is hashed once per fit
 
     method = ("bisection" if obj.monotone else "zeroth_order") if search.method == "auto" else search.method
-    # these searches decide on met or missed alone; objectives that can bound their value may stop early
-    early = search.early_stop and obj.stops_early and method in ("bisection", "bracket", "scan")
+    early = search.early_stop and obj.stops_early and method in DECIDING  # objectives that bound their value
 
     def measure(guard: Guard | None, *, exact: bool = False) -> float:
         guarded.attach(guard)

@@ -45,11 +45,13 @@ from .. import validation
 from .deprecated import KeyAccess
 
 __all__ = [
-    "SEARCHES", "OutOfReach", "SearchError", "SearchPoint", "SearchResult", "bisection", "bracket", "grid", "scan",
+    "DECIDING", "SEARCHES", "OutOfReach", "SearchError", "SearchPoint", "SearchResult", "bisection", "bracket", "grid", "scan",
     "zeroth_order",
 ]
 
 Evaluate = Callable[[float], float]
+# The searches that read only met or missed: their evaluations may stop early (the others need every value)
+DECIDING = frozenset({"bisection", "bracket", "scan"})
 Progress = Callable[[str, int, int], None]
 Search = Callable[..., "SearchResult"]
 
@@ -96,16 +98,17 @@ class SearchResult(KeyAccess):
 
 
 class _Tracker:
-    """Evaluates strengths (rounded for integer corruptions), caches them and keeps the trace. With
-    ``decisions``, a search that reads only met or missed, evaluations that stop early stay bounds (see the
-    module docstring); without it, a bound is evaluated again in full at once."""
+    """Evaluates strengths (rounded for integer corruptions), caches them and keeps the trace. For the
+    searches in ``DECIDING`` evaluations that stop early stay bounds (see the module docstring); for the
+    others a bound is evaluated again in full at once."""
 
     def __init__(self, evaluate: Evaluate, goal: str, target: float, budget: int, integer: bool, method: str,
-                 progress: Progress | None, *, decisions: bool = False):
+                 progress: Progress | None):
         validation.one_of(goal, "goal", ("min", "max"), error=SearchError)
         validation.integer(budget, "the evaluation budget", minimum=2, what="an integer of at least 2", error=SearchError)
         self.evaluate, self.goal, self.target, self.budget = evaluate, goal, target, budget
-        self.integer, self.method, self.progress, self.decisions = integer, method, progress, decisions
+        self.integer, self.method, self.progress = integer, method, progress
+        self.decisions = method in DECIDING
         self.trace: list[SearchPoint] = []
         self.cache: dict[float, SearchPoint] = {}
         self.repeated = 0
@@ -123,7 +126,7 @@ class _Tracker:
         if strength in self.cache:
             return self.cache[strength]
         if self.progress:
-            self.progress(f"{self.method}: strength {strength:.4g}", len(self.trace), self.budget)
+            self.progress(f"{self.method}: strength {strength:.4g}", len(self.trace) + self.repeated, self.budget)
         point = self._point(strength, self.evaluate(strength))
         self.trace.append(point)
         self.cache[strength] = point
@@ -140,7 +143,8 @@ class _Tracker:
         if self.progress:
             bound = f"{'>=' if self.goal == 'min' else '<='} " if not point.exact else ""
             shown = f"{bound}{point.value:.4g}" + (" (stopped early)" if bound else "")
-            self.progress(f"{self.method}: strength {point.strength:.4g} -> {shown}", len(self.trace) + self.repeated, self.budget)
+            done = len(self.trace) + self.repeated
+            self.progress(f"{self.method}: strength {point.strength:.4g} -> {shown}", done, self.budget)
 
     def _in_full(self, point: SearchPoint) -> SearchPoint:
         """``point``'s strength evaluated again in full; the trace holds the exact point in its place."""
@@ -200,7 +204,7 @@ def bisection(
     """
     _check_range(low, high)
     validation.number(rtol, "rtol", low=0, error=SearchError)
-    track = _Tracker(evaluate, goal, target, budget, integer, "bisection", progress, decisions=True)
+    track = _Tracker(evaluate, goal, target, budget, integer, "bisection", progress)
     if not track(high).met:
         return track.result(f"even the largest strength in the range ({high:.4g}) misses the target; widen the range or pick another corruption")
     if track(low).met:
@@ -276,7 +280,9 @@ def _bisect_up(track: _Tracker, left: float, right: float, finest: float) -> Non
             break  # rounded onto a strength evaluated already (integer corruptions)
 
 
-def _scan_up(track: _Tracker, xs: list[float], spacing: float, finest: float, bounds: tuple[float, float]) -> SearchResult:
+def _scan_up(
+    track: _Tracker, xs: list[float], spacing: float, finest: float, bounds: tuple[float, float]
+) -> SearchResult:
     """``scan`` over the grid ``xs`` on ``track`` (points it evaluated already cost nothing); the refinement
     stays within ``bounds``, the range in log-strength."""
     below = None
@@ -320,7 +326,7 @@ def scan(
     each round. Either refinement stops once the spacing is below a factor of ``1 + rtol``.
     """
     finest = _finest_step(low, high, points, rtol)
-    track = _Tracker(evaluate, goal, target, budget, integer, "scan", progress, decisions=True)
+    track = _Tracker(evaluate, goal, target, budget, integer, "scan", progress)
     xs, spacing = _log_grid(low, high, min(points, budget))
     return _scan_up(track, xs, spacing, finest, (math.log(low), math.log(high)))
 
@@ -339,11 +345,12 @@ def bracket(
     between them as ``scan`` does. Where the points a scan would pass miss and the points above the first
     that meets meet, it chooses what ``scan`` chooses: in fewer evaluations when that point is above the
     grid's lowest three (3 probes for 8 points where a scan spends 6 to reach its sixth point), in as many at
-    the third, one or two more at the first two. Where two separate windows meet, it may keep the higher. When no probe meets, the grid's other points are scanned from the weakest up
-    (the probes' values reused) and ``scan``'s refinement follows.
+    the third, one or two more at the first two. Where two separate windows meet, it may keep the higher.
+    When no probe meets, the grid's other points are scanned from the weakest up (the probes' values
+    reused) and ``scan``'s refinement follows.
     """
     finest = _finest_step(low, high, points, rtol)
-    track = _Tracker(evaluate, goal, target, budget, integer, "bracket", progress, decisions=True)
+    track = _Tracker(evaluate, goal, target, budget, integer, "bracket", progress)
     xs, spacing = _log_grid(low, high, min(points, budget))
     miss, hit = -1, len(xs)
     while hit - miss > 1 and not track.exhausted:
