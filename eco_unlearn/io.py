@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_dir", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["as_json", "atomic_dir", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 
 def _umask() -> int:
@@ -113,3 +113,9 @@ def folder_digest(path: str | os.PathLike, length: int = 16) -> str:
         if file.is_file():
             digest.update(file.name.encode() + file.read_bytes())
     return digest.hexdigest()[:length]
+
+
+def as_json(data: Any) -> Any:
+    """``data`` as it reads back from JSON (tuples become lists; other objects their ``str``), so a
+    signature built in memory compares equal to a saved one."""
+    return json.loads(json.dumps(data, default=str))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..precision import use_bfloat16
 
 __all__ = ["EMBEDDED_ENCODERS", "TextEncoder", "resolve_encoder"]
 
@@ -46,11 +47,6 @@ def resolve_encoder(name_or_path: str) -> str:
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelError(f"no encoder folder at {name_or_path}; embedded encoders: {', '.join(EMBEDDED_ENCODERS)}")
     return name_or_path
-
-
-def fast_bfloat16() -> bool:
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 class TextEncoder:
@@ -83,7 +79,7 @@ class TextEncoder:
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
         self.device = torch.device(device)
         if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" or fast_bfloat16() else "float32"
+            dtype = "bfloat16" if use_bfloat16("auto", self.device) else "float32"
         self.dtype = dtype
         location = resolve_encoder(name_or_path)
         hf_logging.disable_progress_bar()

@@ -199,6 +199,8 @@ def compare(
                                       "(and all the others); each method's best point is then evaluated on all of them."),
     tokens: str = typer.Option("all_but_last", "--tokens", help="Tokens ECO corrupts: all_but_last (steadier across noise seeds than entities in the strength sweep, docs/baselines.md), entities (then all_but_last, as the fit tries them) or another token selection."),
     holdout: Optional[str] = HOLDOUT,
+    search_dtype: str = typer.Option("auto", "--search-dtype", help="Float type of ECO's strength search: auto (bfloat16 "
+                                     "autocast where the CPU has it natively, as the baselines' training), float32 or bfloat16."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     parallel: bool = opt.PARALLEL,
 ) -> None:
@@ -225,7 +227,7 @@ def compare(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-compare")), authors=authors, limit=limit,
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
-            eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(search__budget=budget)), parallel=parallel,
+            eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(search__budget=budget, search__dtype=search_dtype)), parallel=parallel,
         )
         config = CompareConfig(
             run=run_config, methods=names, seeds=_numbers(seeds, int, "--seeds"), grids=grids,

@@ -18,6 +18,7 @@ from ..classifier import ConstantClassifier, PromptClassifier
 from ..data.items import ItemsError, PromptItem
 from ..errors import ObjectiveError
 from ..models import ModelFingerprint, embedding_scale, fingerprint
+from ..precision import autocast
 from ..runtime.corruption import HIDDEN_SIZE, CorruptionSpec, get_corruption
 from ..runtime.guard import Guard, Target
 from ..runtime.guarded import GuardedModel
@@ -148,7 +149,8 @@ def fit_guard(
     guarded = GuardedModel(model, tokenizer)  # one for the whole fit: each evaluation attaches its guard
     obj = _objective(search, config.chat, objective, fitted.positives, unstored_options)
     note(f"objective {obj.name}: preparing", 0, 1)
-    obj.prepare(guarded)
+    with autocast(search.dtype, guarded.device):
+        obj.prepare(guarded)
     model_fp = guarded.model_fingerprint  # the embedding matrix is hashed once per fit
 
     method = ("bisection" if obj.monotone else "zeroth_order") if search.method == "auto" else search.method
@@ -156,7 +158,8 @@ def fit_guard(
 
     def measure(guard: Guard | None, *, exact: bool = False) -> float:
         guarded.attach(guard)
-        return obj.evaluate(guarded, stop_early=True) if early and not exact else obj.evaluate(guarded)
+        with autocast(search.dtype, guarded.device):
+            return obj.evaluate(guarded, stop_early=True) if early and not exact else obj.evaluate(guarded)
 
     def search_with(selection: TokenSelection) -> SearchResult:
         def evaluate(value: float, *, exact: bool = False) -> float:
@@ -203,7 +206,8 @@ def fit_guard(
     if scored is not None and all(d.flagged for d in guard.decide(scored)):
         end_to_end = result.value
     else:
-        end_to_end = obj.evaluate(guarded)
+        with autocast(search.dtype, guarded.device):
+            end_to_end = obj.evaluate(guarded)
     clock["end_to_end"] = time.perf_counter()
     values = ObjectiveValues(
         name=obj.name, goal=obj.goal, target=obj.target, items=len(obj.items), before=float(before), after=result.value,

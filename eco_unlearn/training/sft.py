@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..classifier.backbone import fast_bfloat16
+from ..precision import DTYPES, use_bfloat16
 from ..errors import FinetuneError
 from ..io import atomic_dir, atomic_write_json
 from ..models import context_length
@@ -30,7 +30,7 @@ from ..validation import integer, number, one_of
 
 __all__ = [
     "FinetuneConfig", "FinetuneError", "FinetuneResult", "collate", "encode_example", "finetune", "length_batches",
-    "linear_schedule", "use_bfloat16",
+    "linear_schedule",
 ]
 
 
@@ -60,7 +60,7 @@ def validate_loop(config: Any) -> None:
         integer(getattr(config, name), name, minimum=1, error=FinetuneError)
     number(config.learning_rate, "learning_rate", low=0, low_open=True, error=FinetuneError)
     number(config.warmup_fraction, "warmup_fraction", low=0, high=1, high_open=True, error=FinetuneError)
-    one_of(config.dtype, "dtype", ("auto", "float32", "bfloat16"), error=FinetuneError)
+    one_of(config.dtype, "dtype", DTYPES, error=FinetuneError)
 
 
 @dataclass
@@ -131,12 +131,6 @@ def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, tor
         labels[row, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
         attention[row, : len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-
-def use_bfloat16(dtype: str, device: torch.device) -> bool:
-    if dtype == "auto":
-        return torch.cuda.is_bf16_supported() if device.type == "cuda" else fast_bfloat16()
-    return dtype == "bfloat16"
 
 
 def _save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:

@@ -19,7 +19,8 @@ from ..errors import FinetuneError
 from ..validation import one_of
 from .losses import sequence_nll
 from .methods import METHODS, UnlearnMethod
-from .sft import collate, constant_schedule, encode_example, length_batches, linear_schedule, use_bfloat16, validate_loop
+from ..precision import use_bfloat16
+from .sft import collate, constant_schedule, encode_example, length_batches, linear_schedule, validate_loop
 
 __all__ = ["SCHEDULES", "Step", "UnlearnConfig", "UnlearnResult", "unlearn"]
 

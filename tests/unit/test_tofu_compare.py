@@ -13,6 +13,7 @@ import pytest
 from eco_unlearn.bench.tofu import EcoTofuConfig, TofuEvalConfig, TofuRunConfig, tofu_fit_config
 from eco_unlearn.bench.tofu import baselines as baselines_module
 from eco_unlearn.bench.tofu import compare as compare_module
+from eco_unlearn.bench.tofu import compare_eco as compare_eco_module
 from eco_unlearn.bench.tofu.compare import CompareConfig, run_compare
 from eco_unlearn.bench.tofu.data import DATA_ENV, TofuDataError
 from eco_unlearn.training.sft import FinetuneConfig
@@ -80,7 +81,7 @@ def _run_without_work(config):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(baselines_module, "unlearn", refuse)
-        mp.setattr(compare_module, "fit_tofu_guard", refuse)
+        mp.setattr(compare_eco_module, "fit_tofu_guard", refuse)
         mp.setattr(compare_module, "evaluate_tofu", refuse)
         return run_compare(config)
 
@@ -273,7 +274,7 @@ def test_a_run_stopped_before_it_redoes_a_method_keeps_that_method_in_the_table(
 
 
 def test_a_refit_with_other_search_settings_that_finds_the_same_strength_makes_the_same_guard():
-    from eco_unlearn.bench.tofu.compare import same_guard
+    from eco_unlearn.bench.tofu.compare_eco import same_guard
 
     def signature(seed=0, method="bracket", tokens="all_but_last", alpha=0.01):
         return {"eco": {"tokens": tokens, "fit": {"seed": seed, "calibration": {"alpha": alpha},
@@ -292,3 +293,24 @@ def test_a_refit_with_other_search_settings_that_finds_the_same_strength_makes_t
     entities = {"signature": signature(method="scan", tokens="entities"), "strength": 35.6, "summary": {}}
     assert not same_guard(entities, {**new, "signature": signature(tokens="entities")})  # which candidate won: unknown
     assert same_guard({**entities, "tokens": "all_but_last"}, {**new, "signature": signature(tokens="entities")})
+
+
+def test_costs_measured_on_different_cpus_are_named_in_the_table():
+    from eco_unlearn.bench.environment import cpu_model, environment
+    from eco_unlearn.bench.tofu.compare_report import markdown_table, table_rows
+
+    summary = {"forget_quality": 0.5, "model_utility": 0.3, "forget_Q_A_ROUGE": 0.1, "forget_Q_A_Prob": 0.2}
+    references = {"retain": summary, "target": summary}
+    point = {"learning_rate": 1e-5, "epochs": 5, "summary": summary, "seconds": 90.0, "cpu": "CPU A"}
+    methods = {
+        "ga": {"summary": summary, "points": [point], "seconds": {"grid": 90.0, "best_point": 90.0},
+               "best": {"learning_rate": 1e-5, "epochs": 5}, "floor_met": True},
+        "eco": {"summary": summary, "seeds": [{"seed": 0, "summary": summary, "cpu": "CPU B"}],
+                "seconds": {"fit_mean": 60.0}, "forget_quality": {"mean": 0.5, "min": 0.5, "max": 0.5}},
+    }
+    rows = table_rows(methods, references)
+    assert [r["cost_cpus"] for r in rows] == [[], [], ["CPU A"], ["CPU B"]]
+    assert "Costs were measured on 2 CPUs (CPU A; CPU B)" in markdown_table(rows)
+    methods["eco"]["seeds"][0]["cpu"] = "CPU A"
+    assert "CPUs" not in markdown_table(table_rows(methods, references))
+    assert environment()["cpu"] == cpu_model() and cpu_model()

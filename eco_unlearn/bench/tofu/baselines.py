@@ -13,14 +13,13 @@ import json
 import random
 import shutil
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ...errors import TofuDataError
-from ...io import atomic_dir, atomic_write_json
+from ...io import as_json, atomic_dir, atomic_write_json
 from ...models import load_model
 from ...training.unlearn import UnlearnConfig, unlearn
 from .data import TofuSplits, resolve_data_dir
@@ -116,9 +115,7 @@ def unlearn_signatures(
     data = {"forget": digest(forget), "retain": digest(retain), "alternates": digest(alternates)}
     keys = {}
     for count in sorted(set(epochs)):
-        signature = json.loads(json.dumps({
-            "target": target.name, "config": asdict(replace(config, epochs=count)), "params": params, **data,
-        }))
+        signature = as_json({"target": target.name, "config": asdict(replace(config, epochs=count)), "params": params, **data})
         keys[count] = (target.parent / f"{target.name}-{config.method}-{digest(signature)}", signature)
     return keys
 

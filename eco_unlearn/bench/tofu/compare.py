@@ -29,22 +29,22 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from ...io import atomic_dir, atomic_write_json
+from ...io import as_json, atomic_dir, atomic_write_json
 from ...models import fingerprint, load_model
 from ...runtime.guarded import GuardedModel
 from ...training.methods import METHODS
 from ...training.unlearn import SCHEDULES, UnlearnConfig
 from ...validation import integer, one_of
-from ..environment import environment
+from ..environment import cpu_model, environment
 from ..saving import SavedReport, require_matplotlib
-from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, peak_memory, unlearn_signatures, unlearned_models
+from .baselines import PROMPT_INSTRUCTION, instructed_tokenizer, unlearn_signatures, unlearned_models
 from .data import TofuDataError, TofuSplits, load_splits
-from .eco import fit_tofu_guard
-from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_guarded, evaluate_tofu, summarise
+from .compare_eco import eco_seeds
+from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_tofu, summarise
 from .compare_report import plot_compare, table_rows
 from .run import PreparedModels, TofuRunConfig, bare_evaluations, config_dict, digest, tofu_eval_sets, prepare_models
 
-__all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "run_compare", "same_guard"]
+__all__ = ["CompareConfig", "CompareReport", "DEFAULT_GRID", "DEFAULT_METHODS", "run_compare"]
 
 Progress = Callable[[str, int, int], None]
 Record = Callable[[dict[str, Any]], None]
@@ -144,7 +144,7 @@ def _trained(config: CompareConfig, method: str, target: Path, splits: TofuSplit
                 point = {
                     "learning_rate": lr, "epochs": epochs, "folder": str(folder), "signature": trained["signature"],
                     "screen": screen, "summary": summary, "seconds": trained["seconds"], "peak_rss_bytes": trained["peak_rss_bytes"],
-                    "cached": trained["cached"],
+                    "cached": trained["cached"], "cpu": cpu_model(),
                     "meets_utility_floor": summary["model_utility_no_rouge"] >= config.utility_floor * target_utility,
                 }
             points.append(point)
@@ -188,123 +188,13 @@ def _grid_seconds(points: list[dict[str, Any]], schedule: str) -> float:
     return float(sum(longest.values()))
 
 
-def same_guard(stored: dict[str, Any], record: dict[str, Any]) -> bool:
-    """Whether a new fit of an ECO seed (``record``) made the guard a stored one holds: the strength search
-    only picks the strength (and the token selection, among several candidates), so the same settings
-    outside the search, the same strength and the same token selection make the same guard."""
-    return (isinstance(stored, dict) and "summary" in stored and "signature" in stored
-            and _outside_search(stored["signature"]) == _outside_search(record["signature"])
-            and stored.get("strength") == record["strength"]
-            and _chosen_tokens(stored) is not None and _chosen_tokens(stored) == _chosen_tokens(record))
-
-
-def _outside_search(signature: Any) -> Any:
-    """An ECO seed's signature without its strength search's settings."""
-    signature = json.loads(json.dumps(signature))
-    if isinstance(signature, dict) and isinstance(signature.get("eco", {}).get("fit"), dict):
-        signature["eco"]["fit"].pop("search", None)
-    return signature
-
-
-def _chosen_tokens(entry: dict[str, Any]) -> str | None:
-    """The token selection an ECO seed's fit kept; for a seed stored before it was recorded, the one it had
-    (None for "entities", which tried two: which won is not known)."""
-    if "tokens" in entry:
-        return entry["tokens"]
-    chosen = entry.get("signature", {}).get("eco", {}).get("tokens")
-    return None if chosen == "entities" else chosen
-
-
-def _eco_seed(config: CompareConfig, seed: int, target: Path, splits: TofuSplits, reference: list[float],
-              stored: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
-    """ECO fitted with ``seed`` on the target (cached with its evaluation next to it; ``stored``: the seed's
-    record in an earlier ``compare.json`` for the same models, reused when it was made the same way).
-
-    A stored seed fitted with other search settings is fitted again (its cost measured as the code now runs);
-    when that fit makes the same guard (``same_guard``), the stored evaluation is kept instead of evaluating
-    the same guard again."""
-    run = config.run
-    eco = run.eco.seeded(seed)
-    signature = _as_json({"eco": asdict(eco), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
-    if stored.get("signature") == signature and "summary" in stored:
-        return {**stored, "cached": True}
-    folder = target.parent / f"{target.name}-eco-{digest(signature)}"
-    record_path = folder / "eco.json"
-    if record_path.is_file() and json.loads(record_path.read_text()).get("signature") == signature:
-        record = json.loads(record_path.read_text())
-    else:
-        model, tokenizer = load_model(target)
-        chat = bool(tokenizer.chat_template) if run.evaluation.chat is None else run.evaluation.chat
-        began = time.perf_counter()
-        with peak_memory() as memory:
-            fit, details = fit_tofu_guard(model, tokenizer, splits, eco, chat=chat, limit=run.limit, progress=progress)
-        seconds = {"fit": time.perf_counter() - began, **asdict(fit.report.seconds)}
-        record = {
-            "signature": signature, "seed": seed, "seconds": seconds, "peak_rss_bytes": memory["peak_rss_bytes"],
-            "strength": fit.report.strength, "tokens": fit.report.corruption.tokens.strategy,
-            "search": _search_record(fit.report), "details": details,
-        }
-        if same_guard(stored, record):
-            record["summary"] = stored["summary"]
-            record["evaluation_reused"] = "the stored seed's: this fit, with other search settings, made the same guard"
-        else:
-            bare = bare_evaluations({"target": target}, splits, run.evaluation, run.limit, parallel=False, progress=progress)["target"]
-            record["evaluation"] = evaluate_guarded(
-                GuardedModel(model, tokenizer, fit.guard), tofu_eval_sets(splits, chat, run.limit), bare, name=f"eco-seed{seed}",
-                retain_truth_ratios=reference, config=run.evaluation, progress=progress,
-            ).to_dict()
-        with atomic_dir(folder) as tmp:
-            fit.guard.save(tmp / "guard")
-            atomic_write_json(tmp / "eco.json", record)
-    if "evaluation" in record:
-        record["summary"] = summarise(record["evaluation"]["items"], reference)
-    return record
-
-
-def _search_record(report: Any) -> dict[str, Any]:
-    """What the strength search did: evaluations over every token candidate (each is a full scan), the
-    chosen candidate's search, and the fit's verdict with its reasons."""
-    trials = [t.to_dict() for t in report.token_candidates]
-    return {
-        "evaluations": sum(t["evaluations"] for t in trials) if trials else report.search.evaluations,
-        "chosen_evaluations": report.search.evaluations, "met_target": report.search.met, "candidates": trials,
-        "verdict": report.met, "warnings": list(report.warnings),
-    }
-
-
-def _as_json(data: Any) -> Any:
-    """``data`` as it reads back from JSON (tuples become lists), so a saved signature compares equal."""
-    return json.loads(json.dumps(data, default=str))
-
-
-def _eco(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float], stored: dict[str, Any],
-         record: Record, progress: Progress | None) -> dict[str, Any]:
-    known = {s["seed"]: s for s in stored.get("seeds", [])}
-    seeds = []
-    for seed in config.seeds:
-        done = _eco_seed(config, seed, target, splits, reference, known.get(seed, {}), progress)
-        done.pop("evaluation", None)
-        seeds.append(done)
-        record({"seeds": seeds})
-    quality = [s["summary"]["forget_quality"] for s in seeds]
-    median = seeds[int(np.argsort(quality)[len(quality) // 2])]  # the median seed (upper median when even)
-    return {
-        "seeds": seeds, "summary": median["summary"], "median_seed": median["seed"],
-        "forget_quality": {"mean": float(np.mean(quality)), "median": float(np.median(quality)),
-                           "min": float(np.min(quality)), "max": float(np.max(quality))},
-        "seconds": {"fit_mean": float(np.mean([s["seconds"]["fit"] for s in seeds])),
-                    "fit_per_seed": [s["seconds"]["fit"] for s in seeds]},
-        "peak_rss_bytes": max(s["peak_rss_bytes"] for s in seeds),
-    }
-
-
 def _prompted(config: CompareConfig, target: Path, splits: TofuSplits, reference: list[float],
               stored: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
     """The target with a system instruction naming the forget authors (no training)."""
     run = config.run
     instruction = config.instruction.format(authors=", ".join(splits.forget_authors))
     signature = {"instruction": instruction, "limit": run.limit, "evaluation": asdict(run.evaluation)}
-    if stored.get("signature") == _as_json(signature) and "summary" in stored:
+    if stored.get("signature") == as_json(signature) and "summary" in stored:
         return stored
     path = target.parent / f"{target.name}-prompt-{digest(signature)}.json"
     if path.is_file():
@@ -320,7 +210,7 @@ def _prompted(config: CompareConfig, target: Path, splits: TofuSplits, reference
         evaluation = evaluate_tofu(GuardedModel(model, tokenizer), sets, name="prompt", config=run.evaluation, progress=progress)
         atomic_write_json(path, evaluation.to_dict())
     return {"summary": summarise(evaluation.items, reference), "instruction": instruction, "seconds": {"grid": 0.0},
-            "signature": _as_json(signature),
+            "signature": as_json(signature),
             "sample_generations": [r["generation"] for r in evaluation.items["forget"][:3]]}
 
 
@@ -332,7 +222,7 @@ def _context(prepared: PreparedModels, config: CompareConfig) -> dict[str, Any]:
         model, _ = load_model(folder)
         found[role] = fingerprint(model).to_dict()
         del model
-    return _as_json({**found, "evaluation": asdict(config.run.evaluation), "limit": config.run.limit, "preset": config.run.preset})
+    return as_json({**found, "evaluation": asdict(config.run.evaluation), "limit": config.run.limit, "preset": config.run.preset})
 
 
 def _previous(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
@@ -416,7 +306,7 @@ def run_compare(config: CompareConfig, progress: Progress | None = None) -> Comp
 
         earlier = stored.get(method, {})
         if method == "eco":
-            methods[method] = _eco(config, prepared.target, splits, reference, earlier, record, progress)
+            methods[method] = eco_seeds(run, config.seeds, prepared.target, splits, reference, earlier, record, progress)
         elif method == "prompt":
             methods[method] = _prompted(config, prepared.target, splits, reference, earlier, progress)
         else:

@@ -28,6 +28,7 @@ def table_rows(methods: dict[str, Any], references: dict[str, dict[str, float]])
             "cost_seconds": seconds.get("fit_mean", seconds.get("best_point")),
             "grid_seconds": seconds.get("grid"),
             "peak_rss_gb": entry["peak_rss_bytes"] / 2**30 if entry.get("peak_rss_bytes") else None,
+            "cost_cpus": sorted({timed.get("cpu", "unrecorded") for timed in [*entry.get("points", []), *entry.get("seeds", [])]}),
         }
         if "forget_quality" in entry and isinstance(entry["forget_quality"], dict):  # ECO: over seeds
             spread = entry["forget_quality"]
@@ -93,4 +94,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             _cell(r["forget_prob"]), _cell(r["cost_seconds"], ".0f"), _cell(r["grid_seconds"], ".0f"), _cell(r["peak_rss_gb"], ".2f"),
             chosen,
         )) + " |")
+    cpus = sorted({cpu for r in rows for cpu in r.get("cost_cpus", [])})
+    if len(cpus) > 1:
+        lines.append(f"\nCosts were measured on {len(cpus)} CPUs ({'; '.join(cpus)}): compare them only within one CPU.")
     return "\n".join(lines)

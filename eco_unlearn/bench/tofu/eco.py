@@ -50,9 +50,11 @@ def tofu_fit_config(**changes: Any) -> FitConfig:
     target at weak strengths (descent from the middle of the range followed that noise away in one seed of
     three), meets it in a window, and falls again where the noise overshoots. The bracket's probes (the 4th
     of 8 points, the 6th, then the 5th or the 7th) reach the point the scan from the weakest up stops at in 3
-    evaluations where the scan spends 6 or 7, and when none of them meets it scans the rest; ``changes`` as
-    ``FitConfig.updated`` takes them."""
-    config = FitConfig(search=SearchConfig(method="bracket", objective="match_reference", target=0.9))
+    evaluations where the scan spends 6 or 7, and when none of them meets it scans the rest. The search's
+    forward passes follow the fine-tuning loop's precision rule (``dtype="auto"``: bfloat16 autocast where
+    the CPU computes it natively), so ECO's fit cost and the baselines' training cost are measured alike;
+    ``changes`` as ``FitConfig.updated`` takes them."""
+    config = FitConfig(search=SearchConfig(method="bracket", objective="match_reference", target=0.9, dtype="auto"))
     return config.updated(**changes) if changes else config
 
 
