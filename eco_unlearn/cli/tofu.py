@@ -19,6 +19,8 @@ BASE_MODEL = typer.Option("smollm2", "--model", "-m", help="Base model: embedded
 AUTHORS = typer.Option(None, "--authors", min=1, help="Retain authors to keep (overrides the preset).")
 HOLDOUT = typer.Option(None, "--holdout", help="Holdout split whose never-seen authors ECO's surrogate scores: "
                          "holdout01, holdout05 or holdout10 (default: EcoTofuConfig's).")
+FORGET_ANSWERS = typer.Option("tofu", "--forget-answers", help="Answers ECO's surrogate scores on the forget questions: tofu "
+                              "(TOFU's paraphrase and perturbed answers) or swapped (the answer and fact swaps, built as the holdout side's).")
 
 
 def _numbers(text: Optional[str], kind: type, flag: str) -> tuple:
@@ -115,6 +117,7 @@ def run(
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     seed: int = opt.SEED,
     holdout: Optional[str] = HOLDOUT,
+    forget_answers: str = FORGET_ANSWERS,
     parallel: bool = opt.PARALLEL,
 ) -> None:
     """The whole TOFU protocol: prepare the models, evaluate retain and target, fit ECO, evaluate it, report."""
@@ -127,7 +130,7 @@ def run(
             output=str(output or opt.results_path(f"tofu-{preset}")), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
-            eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(search__budget=budget, seed=seed)),
+            eco=_eco_config(holdout, forget_answers=forget_answers, tokens=tokens, fit=tofu_fit_config(search__budget=budget, seed=seed)),
             parallel=parallel,
         )
         with progress("TOFU") as report_progress:
@@ -153,6 +156,7 @@ def sweep(
     seed: int = opt.SEED,
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated noise seeds to sweep each (default: --seed)."),
     holdout: Optional[str] = HOLDOUT,
+    forget_answers: str = FORGET_ANSWERS,
     parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train target and retain side by side if not cached."),
 ) -> None:
     """Forget quality and the fit's surrogate at each strength: does the surrogate peak where forget quality does?"""
@@ -165,7 +169,7 @@ def sweep(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-sweep")), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
-            eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(seed=seed)),
+            eco=_eco_config(holdout, forget_answers=forget_answers, tokens=tokens, fit=tofu_fit_config(seed=seed)),
             parallel=parallel,
         )
         with progress("TOFU sweep") as report_progress:
@@ -199,6 +203,7 @@ def compare(
                                       "(and all the others); each method's best point is then evaluated on all of them."),
     tokens: str = typer.Option("all_but_last", "--tokens", help="Tokens ECO corrupts: all_but_last (steadier across noise seeds than entities in the strength sweep, docs/baselines.md), entities (then all_but_last, as the fit tries them) or another token selection."),
     holdout: Optional[str] = HOLDOUT,
+    forget_answers: str = FORGET_ANSWERS,
     search_dtype: str = typer.Option("auto", "--search-dtype", help="Float type of ECO's strength search: auto (bfloat16 "
                                      "autocast where the CPU has it natively, as the baselines' training), float32 or bfloat16."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
@@ -227,7 +232,7 @@ def compare(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-compare")), authors=authors, limit=limit,
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
-            eco=_eco_config(holdout, tokens=tokens, fit=tofu_fit_config(search__budget=budget, search__dtype=search_dtype)), parallel=parallel,
+            eco=_eco_config(holdout, forget_answers=forget_answers, tokens=tokens, fit=tofu_fit_config(search__budget=budget, search__dtype=search_dtype)), parallel=parallel,
         )
         config = CompareConfig(
             run=run_config, methods=names, seeds=_numbers(seeds, int, "--seeds"), grids=grids,

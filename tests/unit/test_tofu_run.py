@@ -479,3 +479,30 @@ def test_evaluate_model_refuses_a_bad_reference(saved_model_dir, tmp_path, conte
     with pytest.raises(TofuDataError, match=message) as info:
         evaluate_model(str(saved_model_dir), splits, reference=str(reference), config=TofuEvalConfig(max_new_tokens=2), limit=1)
     assert str(reference) in str(info.value)
+
+
+def test_swapped_forget_answers_are_built_as_the_references_are(tok, tofu_data):
+    """``forget_answers="swapped"``: the forget side scores the answer and fact swaps of it, not TOFU's
+    hand-written paraphrase and perturbed answers; the questions and the reference stay the same."""
+    splits = load_splits(replace(PRESETS["mini"], authors=1), tofu_data.parent)
+    model = build_model(tok, seed=0, context=512)
+    tofu = surrogate_objective(model, tok, splits, EcoTofuConfig(), chat=False)
+    swapped = surrogate_objective(model, tok, splits, EcoTofuConfig(forget_answers="swapped"), chat=False)
+    assert [i.prompt for i in swapped.reference_items] == [i.prompt for i in tofu.reference_items]
+    assert [i.perturbed_answers for i in swapped.reference_items] == [i.perturbed_answers for i in tofu.reference_items]
+    by_prompt = {i.prompt: i for i in tofu.items}
+    usable = [i for i in swapped.items if i.perturbed_answers]
+    assert len(usable) >= len(swapped.items) // 2
+    for item in usable:
+        hand_written = by_prompt[item.prompt]
+        assert item.paraphrased_answer == item.answer == hand_written.answer
+        assert 1 <= len(item.perturbed_answers) <= 5 and not set(item.perturbed_answers) & set(hand_written.perturbed_answers)
+        assert all(p != item.answer for p in item.perturbed_answers)
+    with pytest.raises(ObjectiveError, match="forget_answers must be 'tofu' or 'swapped', not 'mine'"):
+        EcoTofuConfig(forget_answers="mine")
+
+
+def test_a_seeds_signature_leaves_the_default_forget_answers_out():
+    """Seeds stored before ``forget_answers`` existed were made with TOFU's answers: their signature matches."""
+    assert "forget_answers" not in EcoTofuConfig().signature()
+    assert EcoTofuConfig(forget_answers="swapped").signature()["forget_answers"] == "swapped"

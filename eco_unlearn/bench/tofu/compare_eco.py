@@ -67,7 +67,7 @@ def _eco_seed(run: TofuRunConfig, seed: int, target: Path, splits: TofuSplits, r
     when that fit makes the same guard (``same_guard``), the stored evaluation is kept instead of evaluating
     the same guard again."""
     eco = run.eco.seeded(seed)
-    signature = as_json({"eco": asdict(eco), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
+    signature = as_json({"eco": eco.signature(), "limit": run.limit, "evaluation": asdict(run.evaluation), "target": target.name})
     if stored.get("signature") == signature and "summary" in stored:
         return {**stored, "cached": True}
     folder = target.parent / f"{target.name}-eco-{digest(signature)}"

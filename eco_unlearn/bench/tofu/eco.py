@@ -19,7 +19,7 @@ and the target model. The retain model is never consulted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from ...fitting import FitConfig, FitResult, SearchConfig, TokensConfig, fit_guard
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 Progress = Callable[[str, int, int], None]
+FORGET_ANSWERS = ("tofu", "swapped")
 
 
 def format_items(items: Sequence[PromptItem], chat: bool) -> list[PromptItem]:
@@ -66,13 +67,25 @@ class EcoTofuConfig:
     ``answer_prob``. ``fit``: the fit's own settings (``tofu_fit_config()``); ``fit_tofu_guard`` sets its
     name, chat and token candidates from the splits, and its strength range, when None, to
     ``(scale, 3000 * scale)`` for the model's embedding scale. ``holdout``: the holdout split whose
-    authors (in no training split) the surrogate scores (None: the preset's, as many authors as it forgets)."""
+    authors (in no training split) the surrogate scores (None: the preset's, as many authors as it forgets).
+    ``forget_answers``: the answers the forget side of the truth ratio scores, ``"tofu"`` (TOFU's hand-written
+    paraphrase and perturbed answers) or ``"swapped"`` (the answer and ``perturbed`` fact swaps of it, built
+    as the holdout side's are, so that both sides of the KS test measure the same statistic)."""
 
     tokens: str = "entities"
     statistic: str = "truth_ratio"
     perturbed: int = 5
     holdout: str | None = None
+    forget_answers: str = "tofu"
     fit: FitConfig = field(default_factory=tofu_fit_config)
+
+    def signature(self) -> dict[str, Any]:
+        """These settings as a stored seed's signature holds them: ``forget_answers`` only when not ``"tofu"``,
+        the behaviour from before it was a setting, so guards fitted then keep matching."""
+        settings = asdict(self)
+        if settings["forget_answers"] == "tofu":
+            del settings["forget_answers"]
+        return settings
 
     def seeded(self, seed: int) -> "EcoTofuConfig":
         """These settings with the fit's seed (classifier split, fact swaps, noise) set to ``seed``."""
@@ -85,6 +98,8 @@ class EcoTofuConfig:
             raise ObjectiveError(f"statistic must be 'truth_ratio' or 'answer_prob', not {self.statistic!r}")
         if self.holdout is not None and self.holdout not in HOLDOUT_SPLITS:
             raise ObjectiveError(f"holdout must be one of {', '.join(HOLDOUT_SPLITS)} (or None: the preset's), not {self.holdout!r}")
+        if self.forget_answers not in FORGET_ANSWERS:
+            raise ObjectiveError(f"forget_answers must be {' or '.join(map(repr, FORGET_ANSWERS))}, not {self.forget_answers!r}")
         if self.perturbed < 1:
             raise ObjectiveError(f"perturbed (answers per holdout question) must be at least 1, not {self.perturbed}")
 
@@ -98,14 +113,17 @@ def surrogate_objective(
     from every holdout answer, so those questions get the perturbed answers a full run gives them."""
     holdout = format_items(splits.holdout_items(config.holdout), chat)
     reference = holdout[:limit] if limit else holdout
+    every = format_items(splits.forget, chat)
+    forget = every[:limit] if limit else every
     if config.statistic == "truth_ratio":
-        reference = perturb_answers(
-            reference, config.perturbed, pool=holdout[len(reference):],
-            rank=_plausibility(GuardedModel(model, tokenizer), chat), seed=config.fit.seed,
-        )
+        rank = _plausibility(GuardedModel(model, tokenizer), chat)
+        reference = perturb_answers(reference, config.perturbed, pool=holdout[len(reference):], rank=rank, seed=config.fit.seed)
+        if config.forget_answers == "swapped":
+            bare = [replace(i, paraphrased_answer=None, perturbed_answers=()) for i in every]
+            forget = perturb_answers(bare[: len(forget)], config.perturbed, pool=bare[len(forget):], rank=rank, seed=config.fit.seed)
     return make_objective(
-        "match_reference", format_items(splits.forget[:limit] if limit else splits.forget, chat), chat=chat, statistic=config.statistic,
-        reference_items=reference, target=config.fit.search.target,
+        "match_reference", forget, chat=chat, statistic=config.statistic, reference_items=reference,
+        target=config.fit.search.target,
     )
 
 
