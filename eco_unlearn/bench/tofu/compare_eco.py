@@ -72,9 +72,8 @@ def _eco_seed(run: TofuRunConfig, seed: int, target: Path, splits: TofuSplits, r
         return {**stored, "cached": True}
     folder = target.parent / f"{target.name}-eco-{digest(signature)}"
     record_path = folder / "eco.json"
-    if record_path.is_file() and json.loads(record_path.read_text()).get("signature") == signature:
-        record = json.loads(record_path.read_text())
-    else:
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if record.get("signature") != signature:
         model, tokenizer = load_model(target)
         chat = bool(tokenizer.chat_template) if run.evaluation.chat is None else run.evaluation.chat
         began = time.perf_counter()
@@ -121,20 +120,19 @@ def eco_seeds(run: TofuRunConfig, seeds: Sequence[int], target: Path, splits: To
     ``compare.json`` for the same models (its seeds are reused when made the same way); ``record`` gets the
     seeds as they are done."""
     known = {s["seed"]: s for s in stored.get("seeds", [])}
-    done_seeds = []
+    fitted = []
     for seed in seeds:
         done = _eco_seed(run, seed, target, splits, reference, known.get(seed, {}), progress)
         done.pop("evaluation", None)
-        done_seeds.append(done)
-        record({"seeds": done_seeds})
-    seeds = done_seeds
-    quality = [s["summary"]["forget_quality"] for s in seeds]
-    median = seeds[int(np.argsort(quality)[len(quality) // 2])]  # the median seed (upper median when even)
+        fitted.append(done)
+        record({"seeds": fitted})
+    quality = [s["summary"]["forget_quality"] for s in fitted]
+    median = fitted[int(np.argsort(quality)[len(quality) // 2])]  # the median seed (upper median when even)
     return {
-        "seeds": seeds, "summary": median["summary"], "median_seed": median["seed"],
+        "seeds": fitted, "summary": median["summary"], "median_seed": median["seed"],
         "forget_quality": {"mean": float(np.mean(quality)), "median": float(np.median(quality)),
                            "min": float(np.min(quality)), "max": float(np.max(quality))},
-        "seconds": {"fit_mean": float(np.mean([s["seconds"]["fit"] for s in seeds])),
-                    "fit_per_seed": [s["seconds"]["fit"] for s in seeds]},
-        "peak_rss_bytes": max(s["peak_rss_bytes"] for s in seeds),
+        "seconds": {"fit_mean": float(np.mean([s["seconds"]["fit"] for s in fitted])),
+                    "fit_per_seed": [s["seconds"]["fit"] for s in fitted]},
+        "peak_rss_bytes": max(s["peak_rss_bytes"] for s in fitted),
     }

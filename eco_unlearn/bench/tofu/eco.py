@@ -29,6 +29,7 @@ from ...models import embedding_scale
 from ...fitting.objectives import MatchReference, ObjectiveError, make_objective
 from ...data.perturb import perturb_answers
 from ...runtime.tokens import TokenSelection
+from ...validation import one_of
 from .data import HOLDOUT_SPLITS, TofuSplits, entity_phrases
 
 __all__ = [
@@ -98,8 +99,7 @@ class EcoTofuConfig:
             raise ObjectiveError(f"statistic must be 'truth_ratio' or 'answer_prob', not {self.statistic!r}")
         if self.holdout is not None and self.holdout not in HOLDOUT_SPLITS:
             raise ObjectiveError(f"holdout must be one of {', '.join(HOLDOUT_SPLITS)} (or None: the preset's), not {self.holdout!r}")
-        if self.forget_answers not in FORGET_ANSWERS:
-            raise ObjectiveError(f"forget_answers must be {' or '.join(map(repr, FORGET_ANSWERS))}, not {self.forget_answers!r}")
+        one_of(self.forget_answers, "forget_answers", FORGET_ANSWERS, error=ObjectiveError)
         if self.perturbed < 1:
             raise ObjectiveError(f"perturbed (answers per holdout question) must be at least 1, not {self.perturbed}")
 
