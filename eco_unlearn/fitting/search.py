@@ -16,7 +16,8 @@ Five methods over log-strength, each keeping the full trace of (strength, value)
 * ``bracket``: ``scan``'s grid searched by bisection over its points first (about log2 of the points to
   bracket the lowest that meets, where a scan evaluates every point up to it), then the same bisection;
   for objectives that miss the target at weak strengths and meet it above some strength (over a window
-  at least as wide as the grid's spacing). It falls back to the scan when none of its probes meets.
+  at least as wide as the grid's spacing). When none of its probes meets, it tries the points next to the
+  best probe, then falls back to the scan.
 * ``grid``: evenly spaced in log-strength, for plots and sanity checks.
 
 Every method calls ``evaluate(strength) -> value`` and never evaluates one strength twice, but for one
@@ -118,7 +119,18 @@ class _Tracker:
 
     @property
     def exhausted(self) -> bool:
-        return len(self.trace) + self.repeated >= self.budget
+        """Whether the budget is spent, counting as spent the full evaluations that choosing the best point
+        may still need (bounds better than every exact value): a next point, should it be such a bound too,
+        is then the one evaluation the final value may take beyond the budget."""
+        return len(self.trace) + self.repeated + self._owed() >= self.budget
+
+    def _owed(self) -> int:
+        """Bounds that ``best`` would have to evaluate in full at worst: none once a point meets."""
+        if any(p.met for p in self.trace):
+            return 0
+        sign = 1 if self.goal == "min" else -1
+        exact = [sign * p.value for p in self.trace if p.exact]
+        return sum(1 for p in self.trace if not p.exact and (not exact or sign * p.value < min(exact)))
 
     def __call__(self, strength: float) -> SearchPoint:
         if self.integer:
@@ -331,6 +343,29 @@ def scan(
     return _scan_up(track, xs, spacing, finest, (math.log(low), math.log(high)))
 
 
+def _refine_near_best(track: _Tracker, spacing: float, finest: float, bounds: tuple[float, float], rounds: int = 2) -> bool:
+    """Up to ``rounds`` rounds of the points either side of the best point so far (``_Tracker.best``; half
+    the grid's spacing away, then a quarter), stopping at the first that meets; then the bisection down from it.
+    Returns whether a point met. A window narrower than the grid's spacing lies, on a surrogate that rises
+    towards it, next to the probe that came closest: a few points there are cheaper than a scan from the
+    weakest strength up."""
+    if track.exhausted:
+        return False
+    center = math.log(track.best().strength)
+    width = spacing / 2
+    for _ in range(rounds):
+        for x in (center - width, center + width):
+            if track.exhausted or not bounds[0] <= x <= bounds[1] or width <= finest:
+                continue
+            if track(math.exp(x)).met:
+                below = [math.log(p.strength) for p in track.trace if not p.met and math.log(p.strength) < x]
+                if below:
+                    _bisect_up(track, max(below), x, finest)
+                return True
+        width /= 2
+    return False
+
+
 @SEARCHES.register("bracket")
 def bracket(
     evaluate: Evaluate, *, low: float, high: float, goal: str, target: float, budget: int = 30,
@@ -346,8 +381,9 @@ def bracket(
     that meets meet, it chooses what ``scan`` chooses: in fewer evaluations when that point is above the
     grid's lowest three (3 probes for 8 points where a scan spends 6 to reach its sixth point), in as many at
     the third, one or two more at the first two. Where two separate windows meet, it may keep the higher.
-    When no probe meets, the grid's other points are scanned from the weakest up (the probes' values
-    reused) and ``scan``'s refinement follows.
+    When no probe meets, the points either side of the best probe are tried first (half and a quarter of
+    the grid's spacing away, ``_refine_near_best``); when none of them meets either, the grid's other points
+    are scanned from the weakest up (every value so far reused) and ``scan``'s refinement follows.
     """
     finest = _finest_step(low, high, points, rtol)
     track = _Tracker(evaluate, goal, target, budget, integer, "bracket", progress)
@@ -360,7 +396,10 @@ def bracket(
         else:
             miss = probe
     if hit == len(xs):
-        return _scan_up(track, xs, spacing, finest, (math.log(low), math.log(high)))
+        bounds = (math.log(low), math.log(high))
+        if _refine_near_best(track, spacing, finest, bounds):
+            return track.result()
+        return _scan_up(track, xs, spacing, finest, bounds)
     if miss >= 0:
         _bisect_up(track, xs[miss], xs[hit], finest)
     return track.result()

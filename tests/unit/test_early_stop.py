@@ -153,7 +153,7 @@ def test_when_nothing_meets_the_bounds_that_could_be_best_are_evaluated_in_full(
     def values(s):
         return 0.8 - 0.1 * abs(math.log10(s) - 0.3)  # peak at 2, never 0.9
 
-    plain = search(values, low=0.01, high=100, goal="max", target=0.9, points=5, rtol=0.05, budget=30)
+    plain = search(values, low=0.01, high=100, goal="max", target=0.9, points=5, rtol=0.05, budget=40)
     calls = []
 
     def evaluate(s, exact=False):
@@ -161,11 +161,28 @@ def test_when_nothing_meets_the_bounds_that_could_be_best_are_evaluated_in_full(
         value = values(s)
         return value if exact else OutOfReach(0.899 - 0.01 * value)  # valid bounds (>= value, < 0.9), in reverse order
 
-    early = search(evaluate, low=0.01, high=100, goal="max", target=0.9, points=5, rtol=0.05, budget=30)
+    # every point is evaluated twice here (a bound, then in full): a budget of twice the plain search's evaluations
+    early = search(evaluate, low=0.01, high=100, goal="max", target=0.9, points=5, rtol=0.05, budget=2 * plain.evaluations)
     assert not early.met and (early.strength, early.value) == (plain.strength, plain.value)
     assert [p.strength for p in early.trace] == [p.strength for p in plain.trace]
-    assert early.repeated == sum(calls) > 0 and early.evaluations == len(calls) <= 30
+    assert early.repeated == sum(calls) > 0 and early.evaluations == len(calls) <= 2 * plain.evaluations
     assert str(round(early.value, 4)) in early.message  # the message quotes the exact value, not a bound
+
+
+@pytest.mark.parametrize("search", [scan, bracket])
+@pytest.mark.parametrize("budget", [6, 11, 20])
+def test_bounds_to_evaluate_in_full_count_against_the_budget(search, budget):
+    """The full evaluations that choosing the best point may need are reserved from the budget: at most one
+    evaluation beyond it (the kept strength's final value), however many bounds could hide the best point."""
+    calls = []
+
+    def evaluate(s, exact=False):
+        calls.append(exact)
+        value = 0.8 - 0.1 * abs(math.log10(s) - 0.3)
+        return value if exact else OutOfReach(0.899 - 0.01 * value)
+
+    result = search(evaluate, low=0.01, high=100, goal="max", target=0.9, points=5, rtol=0.05, budget=budget)
+    assert len(calls) <= budget + 1 and result.trace[[p.strength for p in result.trace].index(result.strength)].exact
 
 
 def test_searches_that_need_values_get_every_one_in_full():

@@ -506,3 +506,29 @@ def test_a_seeds_signature_leaves_the_default_forget_answers_out():
     """Seeds stored before ``forget_answers`` existed were made with TOFU's answers: their signature matches."""
     assert "forget_answers" not in EcoTofuConfig().signature()
     assert EcoTofuConfig(forget_answers="swapped").signature()["forget_answers"] == "swapped"
+
+
+def test_a_sweep_scores_forget_quality_on_tofus_answers_whatever_the_surrogate_scores(tok, tofu_data):
+    """With ``forget_answers="swapped"`` the surrogate scores fact swaps; forget quality stays TOFU's: the
+    truth ratios of TOFU's paraphrased and perturbed answers, the same as the default config's."""
+    splits = load_splits(replace(PRESETS["mini"], authors=1), tofu_data.parent)
+    model = build_model(tok, seed=0, context=512)
+    retain = [0.4, 0.5, 0.6, 0.7, 0.8]
+    rows = {
+        answers: sweep_strengths(model, tok, splits, [0.0], retain, EcoTofuConfig(tokens="all_but_last", forget_answers=answers),
+                                 chat=False, limit=4).rows[0]
+        for answers in ("tofu", "swapped")
+    }
+    assert rows["swapped"]["forget_quality"] == pytest.approx(rows["tofu"]["forget_quality"])
+    assert rows["swapped"]["truth_ratio_median"] == pytest.approx(rows["tofu"]["truth_ratio_median"], rel=1e-4)
+    assert rows["swapped"]["surrogate"] != rows["tofu"]["surrogate"]
+
+
+def test_the_plausibility_of_candidate_swaps_shares_each_prompts_prefill_and_equals_plain_scores(tok):
+    from eco_unlearn.bench.tofu.eco import _plausibility
+    from eco_unlearn.runtime.guarded import GuardedModel
+
+    guarded = GuardedModel(build_model(tok, seed=0), tok)
+    pairs = [("Question: who?\nAnswer:", "Ron Weasley"), ("Question: who?\nAnswer:", "Ron Stone"), ("Question: where?\nAnswer:", "in Paris")]
+    plain = [float(lp.mean()) for lp in guarded.score([p for p, _ in pairs], [" " + a for _, a in pairs])]
+    assert _plausibility(guarded, chat=False)(pairs) == pytest.approx(plain, abs=1e-5)

@@ -25,7 +25,9 @@ from typing import Any, Callable, Sequence
 from ...fitting import FitConfig, FitResult, SearchConfig, TokensConfig, fit_guard
 from ...data.items import PromptItem
 from ...runtime.guarded import GuardedModel
+from ...runtime.shared_prefix import score_shared
 from ...models import embedding_scale
+from ...precision import autocast
 from ...fitting.objectives import MatchReference, ObjectiveError, make_objective
 from ...data.perturb import perturb_answers
 from ...runtime.tokens import TokenSelection
@@ -155,7 +157,8 @@ def fit_tofu_guard(
     search scores only the first forget and holdout questions (smoke runs; the classifier still learns from all)."""
     config = config or EcoTofuConfig()
     chat = bool(tokenizer.chat_template) if chat is None else chat
-    objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
+    with autocast(config.fit.search.dtype, next(model.parameters()).device):  # the search's precision rule
+        objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
     settings = config.fit.updated(
         name=f"tofu-{splits.preset.forget}", chat=chat, tokens=TokensConfig(tuple(token_candidates(splits, config))),
         search__strength_range=strength_range(model, config),
@@ -178,11 +181,19 @@ def fit_tofu_guard(
 
 
 def _plausibility(model: GuardedModel, chat: bool) -> Callable[[list[tuple[str, str]]], list[float]]:
-    """Mean token log-probability of each (prompt, answer) pair under ``model``: higher is more plausible."""
+    """Mean token log-probability of each (prompt, answer) pair under ``model``: higher is more plausible.
+    Consecutive pairs with one prompt (an answer's candidate swaps) share its prefill (``score_shared``)."""
     lead = "" if chat else " "
 
     def rank(pairs: list[tuple[str, str]]) -> list[float]:
-        logprobs = model.score([p for p, _ in pairs], [lead + a for _, a in pairs], chat=chat)
-        return [float(lp.mean()) for lp in logprobs]
+        prompts: list[str] = []
+        groups: list[list[str]] = []
+        for prompt, answer in pairs:
+            if not prompts or prompts[-1] != prompt:
+                prompts.append(prompt)
+                groups.append([])
+            groups[-1].append(lead + answer)
+        scored = score_shared(model, prompts, groups, chat=chat)
+        return [float(lp.mean()) for group in scored for lp in group]
 
     return rank

@@ -22,11 +22,12 @@ from ...runtime.guarded import GuardedModel
 from ...io import atomic_dir
 from ...metrics import forget_quality
 from ...models import load_model
+from ...precision import autocast
 from ...fitting.search import SearchError
 from ..environment import environment
 from ..saving import SavedReport, png_figure, require_matplotlib
 from .data import TofuSplits, load_splits
-from .eco import EcoTofuConfig, strength_range, surrogate_objective, token_candidates
+from .eco import EcoTofuConfig, format_items, strength_range, surrogate_objective, token_candidates
 from .run import TofuRunConfig, bare_evaluations, config_dict, prepare_models
 
 __all__ = ["StrengthSweep", "SweepReport", "plot_sweep", "run_tofu_sweep", "sweep_strengths"]
@@ -61,27 +62,33 @@ def sweep_strengths(
     config = config or EcoTofuConfig()
     _check_strengths(strengths)
     chat = bool(tokenizer.chat_template) if chat is None else chat
-    objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
-    guarded = GuardedModel(model, tokenizer)  # one for the sweep: each strength attaches its guard
-    objective.prepare(guarded)
-    model_fp = guarded.model_fingerprint
-    selections = token_candidates(splits, config)
-    rows, total = [], len(selections) * len(strengths)
-    for selection in selections:
-        for strength in strengths:
-            if progress is not None:
-                progress(f"sweep: {selection.strategy} at {strength:.4g}", len(rows), total)
-            spec = CorruptionSpec(config.fit.corruption.name, float(strength), config.fit.corruption.params)
-            guarded.attach(every_prompt_guard(spec, selection, model_fp, seed=config.fit.seed))
-            values = objective.per_item(guarded)
-            rows.append({
-                "tokens": selection.strategy,
-                "seed": config.fit.seed,
-                "strength": float(strength),
-                "forget_quality": forget_quality(values, retain_truth_ratios),
-                "surrogate": objective.aggregate(values),
-                "truth_ratio_median": float(np.median(values)),
-            })
+    with autocast(config.fit.search.dtype, next(model.parameters()).device):  # the fit's precision rule
+        objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
+        guarded = GuardedModel(model, tokenizer)  # one for the sweep: each strength attaches its guard
+        objective.prepare(guarded)
+        # forget quality is TOFU's: truth ratios on TOFU's own answers, whatever statistic and answers the surrogate scores
+        forget = format_items(splits.forget, chat)[:limit] if limit else format_items(splits.forget, chat)
+        published = objective.statistic == "truth_ratio" and config.forget_answers == "tofu"
+        truth = objective if published else replace(objective, items=forget, statistic="truth_ratio", reference_items=None)
+        model_fp = guarded.model_fingerprint
+        selections = token_candidates(splits, config)
+        rows, total = [], len(selections) * len(strengths)
+        for selection in selections:
+            for strength in strengths:
+                if progress is not None:
+                    progress(f"sweep: {selection.strategy} at {strength:.4g}", len(rows), total)
+                spec = CorruptionSpec(config.fit.corruption.name, float(strength), config.fit.corruption.params)
+                guarded.attach(every_prompt_guard(spec, selection, model_fp, seed=config.fit.seed))
+                values = objective.per_item(guarded)
+                ratios = values if truth is objective else truth.per_item(guarded)
+                rows.append({
+                    "tokens": selection.strategy,
+                    "seed": config.fit.seed,
+                    "strength": float(strength),
+                    "forget_quality": forget_quality(ratios, retain_truth_ratios),
+                    "surrogate": objective.aggregate(values),
+                    "truth_ratio_median": float(np.median(ratios)),
+                })
     if progress is not None:
         progress("sweep: done", total, total)
     return StrengthSweep(rows, len(objective.reference_items), strength_range(model, config))
