@@ -21,6 +21,9 @@ HOLDOUT = typer.Option(None, "--holdout", help="Holdout split whose never-seen a
                          "holdout01, holdout05 or holdout10 (default: EcoTofuConfig's).")
 FORGET_ANSWERS = typer.Option("tofu", "--forget-answers", help="Answers ECO's surrogate scores on the forget questions: tofu "
                               "(TOFU's paraphrase and perturbed answers) or swapped (the answer and fact swaps, built as the holdout side's).")
+REFERENCE = typer.Option("holdout", "--reference", help="What ECO's surrogate takes for a model that never saw the forget "
+                         "authors: holdout (the target on the holdout authors), base (the model the target was fine-tuned from, on "
+                         "the forget questions) or pooled (both).")
 
 
 def _numbers(text: Optional[str], kind: type, flag: str) -> tuple:
@@ -118,6 +121,7 @@ def run(
     seed: int = opt.SEED,
     holdout: Optional[str] = HOLDOUT,
     forget_answers: str = FORGET_ANSWERS,
+    reference: str = REFERENCE,
     parallel: bool = opt.PARALLEL,
 ) -> None:
     """The whole TOFU protocol: prepare the models, evaluate retain and target, fit ECO, evaluate it, report."""
@@ -130,7 +134,7 @@ def run(
             output=str(output or opt.results_path(f"tofu-{preset}")), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
-            eco=_eco_config(holdout, forget_answers=forget_answers, tokens=tokens, fit=tofu_fit_config(search__budget=budget, seed=seed)),
+            eco=_eco_config(holdout, forget_answers=forget_answers, reference=reference, tokens=tokens, fit=tofu_fit_config(search__budget=budget, seed=seed)),
             parallel=parallel,
         )
         with progress("TOFU") as report_progress:
@@ -157,6 +161,7 @@ def sweep(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated noise seeds to sweep each (default: --seed)."),
     holdout: Optional[str] = HOLDOUT,
     forget_answers: str = FORGET_ANSWERS,
+    reference: str = REFERENCE,
     parallel: bool = typer.Option(True, "--parallel/--sequential", help="Train target and retain side by side if not cached."),
 ) -> None:
     """Forget quality and the fit's surrogate at each strength: does the surrogate peak where forget quality does?"""
@@ -169,7 +174,7 @@ def sweep(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-sweep")), authors=authors, limit=limit,
             finetune=_finetune_config(epochs, learning_rate, batch_size),
-            eco=_eco_config(holdout, forget_answers=forget_answers, tokens=tokens, fit=tofu_fit_config(seed=seed)),
+            eco=_eco_config(holdout, forget_answers=forget_answers, reference=reference, tokens=tokens, fit=tofu_fit_config(seed=seed)),
             parallel=parallel,
         )
         with progress("TOFU sweep") as report_progress:
@@ -204,6 +209,7 @@ def compare(
     tokens: str = typer.Option("all_but_last", "--tokens", help="Tokens ECO corrupts: all_but_last (steadier across noise seeds than entities in the strength sweep, docs/baselines.md), entities (then all_but_last, as the fit tries them) or another token selection."),
     holdout: Optional[str] = HOLDOUT,
     forget_answers: str = FORGET_ANSWERS,
+    reference: str = REFERENCE,
     search_dtype: str = typer.Option("auto", "--search-dtype", help="Float type of ECO's strength search: auto (bfloat16 "
                                      "autocast where the CPU has it natively, as the baselines' training), float32 or bfloat16."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
@@ -232,7 +238,7 @@ def compare(
             preset=preset, model=model, data_dir=str(data_dir) if data_dir else None,
             output=str(output or opt.results_path(f"tofu-{preset}-compare")), authors=authors, limit=limit,
             evaluation=TofuEvalConfig(max_new_tokens=max_new_tokens),
-            eco=_eco_config(holdout, forget_answers=forget_answers, tokens=tokens, fit=tofu_fit_config(search__budget=budget, search__dtype=search_dtype)), parallel=parallel,
+            eco=_eco_config(holdout, forget_answers=forget_answers, reference=reference, tokens=tokens, fit=tofu_fit_config(search__budget=budget, search__dtype=search_dtype)), parallel=parallel,
         )
         config = CompareConfig(
             run=run_config, methods=names, seeds=_numbers(seeds, int, "--seeds"), grids=grids,

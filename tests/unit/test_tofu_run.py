@@ -41,6 +41,7 @@ from eco_unlearn.data.items import PromptItem
 from eco_unlearn.fitting import FitConfig
 from eco_unlearn.fitting.objectives import ObjectiveError
 from eco_unlearn.fitting.search import SearchError
+from eco_unlearn.runtime.guarded import GuardedModel
 from unit_helpers import build_model
 
 OUTPUTS = {"retain.json", "target.json", "eco.json", "guard/guard.json", "report.json", "tofu.png"}
@@ -526,9 +527,41 @@ def test_a_sweep_scores_forget_quality_on_tofus_answers_whatever_the_surrogate_s
 
 def test_the_plausibility_of_candidate_swaps_shares_each_prompts_prefill_and_equals_plain_scores(tok):
     from eco_unlearn.bench.tofu.eco import _plausibility
-    from eco_unlearn.runtime.guarded import GuardedModel
 
     guarded = GuardedModel(build_model(tok, seed=0), tok)
     pairs = [("Question: who?\nAnswer:", "Ron Weasley"), ("Question: who?\nAnswer:", "Ron Stone"), ("Question: where?\nAnswer:", "in Paris")]
     plain = [float(lp.mean()) for lp in guarded.score([p for p, _ in pairs], [" " + a for _, a in pairs])]
     assert _plausibility(guarded, chat=False)(pairs) == pytest.approx(plain, abs=1e-5)
+
+
+def test_the_base_and_pooled_references_score_the_base_model_on_the_forget_questions(tok, tofu_data):
+    """``reference="base"``: the base model's truth ratios on the forget questions with TOFU's answers;
+    ``"pooled"``: the target's on the (fact-swapped) holdout authors followed by those."""
+    splits = load_splits(replace(PRESETS["mini"], authors=1), tofu_data.parent)
+    model, base = build_model(tok, seed=0, context=512), build_model(tok, seed=1, context=512)
+    holdout = surrogate_objective(model, tok, splits, EcoTofuConfig(), chat=False)
+    alone = surrogate_objective(model, tok, splits, EcoTofuConfig(reference="base"), chat=False, base=base)
+    pooled = surrogate_objective(model, tok, splits, EcoTofuConfig(reference="pooled"), chat=False, base=base)
+    guarded, bare_base = GuardedModel(model, tok), GuardedModel(base, tok)
+    holdout.prepare(guarded)
+    expected = holdout.statistics(bare_base, holdout.items)  # the forget items, TOFU's answers, under the base model
+    assert alone.reference_values == pytest.approx(expected.tolist(), rel=1e-5)
+    assert pooled.reference_values == pytest.approx(holdout.reference_values + expected.tolist(), rel=1e-5)
+    assert [i.prompt for i in alone.items] == [i.prompt for i in holdout.items]
+    with pytest.raises(ObjectiveError, match="pass base="):
+        surrogate_objective(model, tok, splits, EcoTofuConfig(reference="pooled"), chat=False)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"reference": "retain"}, "reference must be 'holdout', 'base' or 'pooled'"),
+    ({"reference": "base", "forget_answers": "swapped"}, "use it with forget_answers='tofu'"),
+    ({"reference": "pooled", "statistic": "answer_prob"}, "use it with forget_answers='tofu'"),
+])
+def test_a_reference_that_cannot_be_scored_is_refused_up_front(changes, message):
+    with pytest.raises(ObjectiveError, match=message):
+        EcoTofuConfig(**changes)
+
+
+def test_signatures_name_the_reference_only_when_it_is_not_the_holdout():
+    assert "reference" not in EcoTofuConfig().signature()
+    assert EcoTofuConfig(reference="pooled").signature()["reference"] == "pooled"

@@ -21,7 +21,7 @@ from ...runtime.guarded import GuardedModel
 from ..environment import cpu_model
 from .baselines import peak_memory
 from .data import TofuSplits
-from .eco import fit_tofu_guard
+from .eco import fit_tofu_guard, load_base
 from .evaluate import evaluate_guarded, summarise
 from .run import TofuRunConfig, bare_evaluations, digest, tofu_eval_sets
 
@@ -76,9 +76,10 @@ def _eco_seed(run: TofuRunConfig, seed: int, target: Path, splits: TofuSplits, r
     if record.get("signature") != signature:
         model, tokenizer = load_model(target)
         chat = bool(tokenizer.chat_template) if run.evaluation.chat is None else run.evaluation.chat
-        began = time.perf_counter()
+        began = time.perf_counter()  # the base model's loading is part of the fit when the reference reads it
         with peak_memory() as memory:
-            fit, details = fit_tofu_guard(model, tokenizer, splits, eco, chat=chat, limit=run.limit, progress=progress)
+            base = load_base(eco, run.model, run.cache)
+            fit, details = fit_tofu_guard(model, tokenizer, splits, eco, chat=chat, limit=run.limit, base=base, progress=progress)
         seconds = {"fit": time.perf_counter() - began, **asdict(fit.report.seconds)}
         record = {
             "signature": signature, "seed": seed, "seconds": seconds, "peak_rss_bytes": memory["peak_rss_bytes"], "cpu": cpu_model(),

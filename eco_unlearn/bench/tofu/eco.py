@@ -22,11 +22,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from ...fitting import FitConfig, FitResult, SearchConfig, TokensConfig, fit_guard
 from ...data.items import PromptItem
 from ...runtime.guarded import GuardedModel
 from ...runtime.shared_prefix import score_shared
-from ...models import embedding_scale
+from ...models import embedding_scale, load_model
 from ...precision import autocast
 from ...fitting.objectives import MatchReference, ObjectiveError, make_objective
 from ...data.perturb import perturb_answers
@@ -35,12 +37,13 @@ from ...validation import one_of
 from .data import HOLDOUT_SPLITS, TofuSplits, entity_phrases
 
 __all__ = [
-    "EcoTofuConfig", "fit_tofu_guard", "format_items", "strength_range", "surrogate_objective", "token_candidates",
+    "EcoTofuConfig", "fit_tofu_guard", "format_items", "load_base", "strength_range", "surrogate_objective", "token_candidates",
     "tofu_fit_config",
 ]
 
 Progress = Callable[[str, int, int], None]
 FORGET_ANSWERS = ("tofu", "swapped")
+REFERENCES = ("holdout", "base", "pooled")
 
 
 def format_items(items: Sequence[PromptItem], chat: bool) -> list[PromptItem]:
@@ -73,21 +76,30 @@ class EcoTofuConfig:
     authors (in no training split) the surrogate scores (None: the preset's, as many authors as it forgets).
     ``forget_answers``: the answers the forget side of the truth ratio scores, ``"tofu"`` (TOFU's hand-written
     paraphrase and perturbed answers) or ``"swapped"`` (the answer and ``perturbed`` fact swaps of it, built
-    as the holdout side's are, so that both sides of the KS test measure the same statistic)."""
+    as the holdout side's are, so that both sides of the KS test measure the same statistic).
+    ``reference``: the surrogate's picture of a model that never saw the forget authors: ``"holdout"`` (the
+    target on the holdout authors), ``"base"`` (the model the target was fine-tuned from, on the forget
+    questions with TOFU's answers) or ``"pooled"`` (both samples together). Each has a bias of its own: the
+    holdout side asks about other authors, with fact swaps for perturbed answers, from the few authors of a
+    split; the base model never learnt TOFU's answer style. Pooling puts the two on either side of a model
+    that never saw the authors and doubles the sample the KS test reads."""
 
     tokens: str = "entities"
     statistic: str = "truth_ratio"
     perturbed: int = 5
     holdout: str | None = None
     forget_answers: str = "tofu"
+    reference: str = "holdout"
     fit: FitConfig = field(default_factory=tofu_fit_config)
 
     def signature(self) -> dict[str, Any]:
-        """These settings as a stored seed's signature holds them: ``forget_answers`` only when not ``"tofu"``,
-        the behaviour from before it was a setting, so guards fitted then keep matching."""
+        """These settings as a stored seed's signature holds them: ``forget_answers`` and ``reference`` only
+        when not ``"tofu"`` and ``"holdout"``, the behaviour from before they were settings, so guards fitted
+        then keep matching."""
         settings = asdict(self)
-        if settings["forget_answers"] == "tofu":
-            del settings["forget_answers"]
+        for name, before in (("forget_answers", "tofu"), ("reference", "holdout")):
+            if settings[name] == before:
+                del settings[name]
         return settings
 
     def seeded(self, seed: int) -> "EcoTofuConfig":
@@ -102,31 +114,52 @@ class EcoTofuConfig:
         if self.holdout is not None and self.holdout not in HOLDOUT_SPLITS:
             raise ObjectiveError(f"holdout must be one of {', '.join(HOLDOUT_SPLITS)} (or None: the preset's), not {self.holdout!r}")
         one_of(self.forget_answers, "forget_answers", FORGET_ANSWERS, error=ObjectiveError)
+        one_of(self.reference, "reference", REFERENCES, error=ObjectiveError)
+        if self.reference != "holdout" and (self.forget_answers != "tofu" or self.statistic != "truth_ratio"):
+            raise ObjectiveError(f"reference {self.reference!r} scores the base model on TOFU's answers with truth ratios: "
+                                 "use it with forget_answers='tofu' and statistic='truth_ratio'")
         if self.perturbed < 1:
             raise ObjectiveError(f"perturbed (answers per holdout question) must be at least 1, not {self.perturbed}")
 
 
 def surrogate_objective(
-    model: Any, tokenizer: Any, splits: TofuSplits, config: EcoTofuConfig, chat: bool, *, limit: int | None = None
+    model: Any, tokenizer: Any, splits: TofuSplits, config: EcoTofuConfig, chat: bool, *, limit: int | None = None,
+    base: Any = None,
 ) -> MatchReference:
     """The strength search's objective: KS p of the forget truth ratios (or answer probabilities) against
-    the target's own on the holdout authors, the holdout items given fact-swapped perturbed answers.
-    ``limit`` scores only the first forget and holdout questions (smoke runs); the facts swapped in still come
-    from every holdout answer, so those questions get the perturbed answers a full run gives them."""
+    the reference ``config.reference`` names: the target's own on the holdout authors (the holdout items given
+    fact-swapped perturbed answers), ``base``'s (the model the target was fine-tuned from, same tokenizer) on
+    the forget questions, or both. ``limit`` scores only the first forget and holdout questions (smoke runs);
+    the facts swapped in still come from every holdout answer, so those questions get the perturbed answers
+    a full run gives them."""
+    if config.reference != "holdout" and base is None:
+        raise ObjectiveError(f"reference {config.reference!r} scores the base model the target was fine-tuned from; pass base=")
     holdout = format_items(splits.holdout_items(config.holdout), chat)
     reference = holdout[:limit] if limit else holdout
     every = format_items(splits.forget, chat)
     forget = every[:limit] if limit else every
     if config.statistic == "truth_ratio":
         rank = _plausibility(GuardedModel(model, tokenizer), chat)
-        reference = perturb_answers(reference, config.perturbed, pool=holdout[len(reference):], rank=rank, seed=config.fit.seed)
+        if config.reference != "base":
+            reference = perturb_answers(reference, config.perturbed, pool=holdout[len(reference):], rank=rank, seed=config.fit.seed)
         if config.forget_answers == "swapped":
             bare = [replace(i, paraphrased_answer=None, perturbed_answers=()) for i in every]
             forget = perturb_answers(bare[: len(forget)], config.perturbed, pool=bare[len(forget):], rank=rank, seed=config.fit.seed)
-    return make_objective(
-        "match_reference", forget, chat=chat, statistic=config.statistic, reference_items=reference,
-        target=config.fit.search.target,
-    )
+    options = dict(chat=chat, statistic=config.statistic, target=config.fit.search.target)
+    if config.reference == "holdout":
+        return make_objective("match_reference", forget, reference_items=reference, **options)
+    scorer = make_objective("match_reference", forget, reference_values=[0.0], **options)
+    values = scorer.statistics(GuardedModel(base, tokenizer), forget)
+    if config.reference == "pooled":
+        swapped = [i for i in reference if i.perturbed_answers]  # a holdout answer with no fact to swap has none
+        values = np.concatenate([scorer.statistics(GuardedModel(model, tokenizer), swapped), values])
+    return make_objective("match_reference", forget, reference_values=values.tolist(), **options)
+
+
+def load_base(config: EcoTofuConfig, model: str, cache: str | None = None) -> Any:
+    """The model the target was fine-tuned from (``model``, as ``load_model`` reads it) when
+    ``config.reference`` scores it, else None."""
+    return load_model(model, cache=cache)[0] if config.reference != "holdout" else None
 
 
 def token_candidates(splits: TofuSplits, config: EcoTofuConfig) -> list[TokenSelection]:
@@ -150,15 +183,17 @@ def fit_tofu_guard(
     *,
     chat: bool | None = None,
     limit: int | None = None,
+    base: Any = None,
     progress: Progress | None = None,
 ) -> tuple[FitResult, dict[str, Any]]:
     """Fit a guard on ``splits`` for ``model`` (the target). Returns the fit and a dict with the entities
     used and the classifier's recall on the held-out paraphrased forget questions. ``limit``: the strength
-    search scores only the first forget and holdout questions (smoke runs; the classifier still learns from all)."""
+    search scores only the first forget and holdout questions (smoke runs; the classifier still learns from all).
+    ``base``: the model the target was fine-tuned from, which ``config.reference`` ``"base"`` and ``"pooled"`` score."""
     config = config or EcoTofuConfig()
     chat = bool(tokenizer.chat_template) if chat is None else chat
     with autocast(config.fit.search.dtype, next(model.parameters()).device):  # the search's precision rule
-        objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
+        objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit, base=base)
     settings = config.fit.updated(
         name=f"tofu-{splits.preset.forget}", chat=chat, tokens=TokensConfig(tuple(token_candidates(splits, config))),
         search__strength_range=strength_range(model, config),
@@ -171,7 +206,7 @@ def fit_tofu_guard(
     caught = sum(d.flagged for d in fit.guard.decide(paraphrases)) if paraphrases else 0
     details = {
         "statistic": config.statistic,
-        "surrogate_items": len(objective.reference_items),
+        "surrogate_items": len(objective.reference_values),
         "classifier_entities": list(splits.forget_authors),
         "token_entities": entity_phrases(splits.forget, splits.retain_train, splits.forget_authors),
         "paraphrased_questions": len(paraphrases),

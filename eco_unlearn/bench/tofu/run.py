@@ -29,7 +29,7 @@ from ...training.sft import FinetuneConfig, finetune
 from ...parallel import run_parallel
 from ...validation import integer
 from .data import PRESETS, TofuDataError, TofuPreset, TofuSplits, load_splits
-from .eco import EcoTofuConfig, fit_tofu_guard, format_items
+from .eco import EcoTofuConfig, fit_tofu_guard, format_items, load_base
 from .evaluate import TofuEvalConfig, TofuEvaluation, evaluate_guarded, evaluate_tofu, summarise
 from .report import FLOORS, check_floors, plot_tradeoff
 
@@ -244,7 +244,8 @@ def run_tofu(config: TofuRunConfig | None = None, progress: Progress | None = No
 
     model, tokenizer = load_model(prepared.target)
     chat = bool(tokenizer.chat_template) if config.evaluation.chat is None else config.evaluation.chat
-    fit, details = fit_tofu_guard(model, tokenizer, splits, config.eco, chat=chat, limit=config.limit, progress=progress)
+    base = load_base(config.eco, config.model, config.cache)
+    fit, details = fit_tofu_guard(model, tokenizer, splits, config.eco, chat=chat, limit=config.limit, base=base, progress=progress)
     clock["fit"] = time.perf_counter()
     eco = evaluate_guarded(  # the rows of prompts the guard passes are the target's own
         GuardedModel(model, tokenizer, fit.guard), tofu_eval_sets(splits, chat, config.limit), target,

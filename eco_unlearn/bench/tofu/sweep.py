@@ -27,7 +27,7 @@ from ...fitting.search import SearchError
 from ..environment import environment
 from ..saving import SavedReport, png_figure, require_matplotlib
 from .data import TofuSplits, load_splits
-from .eco import EcoTofuConfig, format_items, strength_range, surrogate_objective, token_candidates
+from .eco import EcoTofuConfig, format_items, load_base, strength_range, surrogate_objective, token_candidates
 from .run import TofuRunConfig, bare_evaluations, config_dict, prepare_models
 
 __all__ = ["StrengthSweep", "SweepReport", "plot_sweep", "run_tofu_sweep", "sweep_strengths"]
@@ -54,6 +54,7 @@ def sweep_strengths(
     *,
     chat: bool | None = None,
     limit: int | None = None,
+    base: Any = None,
     progress: Progress | None = None,
 ) -> StrengthSweep:
     """One row per (token selection, strength): forget quality against ``retain_truth_ratios``, the
@@ -63,7 +64,7 @@ def sweep_strengths(
     _check_strengths(strengths)
     chat = bool(tokenizer.chat_template) if chat is None else chat
     with autocast(config.fit.search.dtype, next(model.parameters()).device):  # the fit's precision rule
-        objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit)
+        objective = surrogate_objective(model, tokenizer, splits, config, chat, limit=limit, base=base)
         guarded = GuardedModel(model, tokenizer)  # one for the sweep: each strength attaches its guard
         objective.prepare(guarded)
         # forget quality is TOFU's: truth ratios on TOFU's own answers, whatever statistic and answers the surrogate scores
@@ -91,7 +92,7 @@ def sweep_strengths(
                 })
     if progress is not None:
         progress("sweep: done", total, total)
-    return StrengthSweep(rows, len(objective.reference_items), strength_range(model, config))
+    return StrengthSweep(rows, len(objective.reference_values), strength_range(model, config))
 
 
 def _check_strengths(strengths: Sequence[float]) -> None:
@@ -149,10 +150,11 @@ def run_tofu_sweep(
     model, tokenizer = load_model(prepared.target)
     chat = bool(tokenizer.chat_template) if config.evaluation.chat is None else config.evaluation.chat
     seeds = list(seeds) if seeds else [config.eco.fit.seed]
+    base = load_base(config.eco, config.model, config.cache)
     sweeps = [
         sweep_strengths(
             model, tokenizer, splits, strengths, retain.truth_ratios(), config.eco.seeded(seed),
-            chat=chat, limit=config.limit, progress=progress,
+            chat=chat, limit=config.limit, base=base, progress=progress,
         )
         for seed in seeds
     ]
