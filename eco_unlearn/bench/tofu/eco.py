@@ -138,8 +138,9 @@ def surrogate_objective(
     reference = holdout[:limit] if limit else holdout
     every = format_items(splits.forget, chat)
     forget = every[:limit] if limit else every
+    target = GuardedModel(model, tokenizer)
     if config.statistic == "truth_ratio":
-        rank = _plausibility(GuardedModel(model, tokenizer), chat)
+        rank = _plausibility(target, chat)
         if config.reference != "base":
             reference = perturb_answers(reference, config.perturbed, pool=holdout[len(reference):], rank=rank, seed=config.fit.seed)
         if config.forget_answers == "swapped":
@@ -151,8 +152,8 @@ def surrogate_objective(
     scorer = make_objective("match_reference", forget, reference_values=[0.0], **options)
     values = scorer.statistics(GuardedModel(base, tokenizer), forget)
     if config.reference == "pooled":
-        swapped = [i for i in reference if i.perturbed_answers]  # a holdout answer with no fact to swap has none
-        values = np.concatenate([scorer.statistics(GuardedModel(model, tokenizer), swapped), values])
+        usable = [i for i in reference if scorer.usable(i)]  # a holdout answer with no fact to swap has no perturbed ones
+        values = np.concatenate([scorer.statistics(target, usable), values])
     return make_objective("match_reference", forget, reference_values=values.tolist(), **options)
 
 
